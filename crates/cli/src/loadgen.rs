@@ -1,0 +1,96 @@
+//! `ispeed loadgen`: many concurrent tests against one test point, for the
+//! concurrency benchmark. Each session downloads then uploads for a fixed
+//! time on one stream; phases start together behind a barrier.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use ispeed_client::TestOptions;
+use ispeed_measure::stats::jain_fairness;
+
+#[derive(Args)]
+pub struct LoadgenArgs {
+    /// Test point URL.
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 100)]
+    sessions: usize,
+    /// Seconds per direction.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
+    let gate = Arc::new(tokio::sync::Barrier::new(args.sessions));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.sessions)
+        .map(|_| {
+            let mut options = TestOptions::new(args.server.clone());
+            options.streams = Some(1);
+            options.max_seconds = args.seconds;
+            options.fixed_duration = true;
+            options.loaded_probes = false;
+            options.client_kind = "agent".to_owned();
+            options.phase_gate = Some(gate.clone());
+            tokio::spawn(async move { ispeed_client::run_test(&options, None).await })
+        })
+        .collect();
+    let mut download = Vec::new();
+    let mut upload = Vec::new();
+    let mut errors = std::collections::BTreeMap::<String, usize>::new();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(result)) => {
+                // Fairness is about what each session got over the whole
+                // shared period: all bytes over the phase's duration, not
+                // the ramp-excluded window a speed test reports.
+                let whole = |d: &Option<ispeed_proto::receipt::DirectionReceipt>| {
+                    d.as_ref().map_or(0.0, |d| {
+                        d.bytes as f64 * 8.0 / (d.duration_ms.max(1) as f64 * 1e3)
+                    })
+                };
+                download.push(whole(&result.receipt_payload.download));
+                upload.push(whole(&result.receipt_payload.upload));
+            }
+            Ok(Err(error)) => *errors.entry(error.to_string()).or_default() += 1,
+            Err(error) => *errors.entry(format!("task: {error}")).or_default() += 1,
+        }
+    }
+    let failed = args.sessions - download.len();
+    let summary = serde_json::json!({
+        "sessions": args.sessions,
+        "completed": download.len(),
+        "failed": failed,
+        "errors": errors,
+        "jain_download": jain_fairness(&download),
+        "jain_upload": jain_fairness(&upload),
+        "total_download_mbps": download.iter().sum::<f64>(),
+        "total_upload_mbps": upload.iter().sum::<f64>(),
+        "wall_s": started.elapsed().as_secs_f64(),
+        "download_mbps": download,
+        "upload_mbps": upload,
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "sessions {} completed {} failed {} jain down {:.3} up {:.3}",
+            args.sessions,
+            summary["completed"],
+            failed,
+            summary["jain_download"].as_f64().unwrap_or(0.0),
+            summary["jain_upload"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    })
+}

@@ -1,0 +1,266 @@
+//! The `ispeed` command: thin glue over the library crates. It parses
+//! arguments, sets up logging and a runtime, calls into `ispeed-server` or
+//! `ispeed-client`, renders results and maps failures to exit codes. No
+//! measurement logic lives here.
+
+mod loadgen;
+mod render;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ispeed_client::{ClientError, Family, TestOptions};
+use ispeed_proto::receipt::{decode_public_key, Receipt};
+use tokio_util::sync::CancellationToken;
+
+/// Exit codes of `ispeed test` (documented in the README).
+const EXIT_UNREACHABLE: u8 = 3;
+const EXIT_TEST_FAILED: u8 = 4;
+
+#[derive(Parser)]
+#[command(
+    name = "ispeed",
+    version,
+    about = "Open internet speed measurement: test point, client and verifier"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a test point.
+    Server(ServerArgs),
+    /// Run a speed test against a test point.
+    Test(TestArgs),
+    /// Verify a receipt offline with a test point's public key.
+    VerifyReceipt(VerifyArgs),
+    /// Run many concurrent tests against one test point (benchmarks).
+    Loadgen(loadgen::LoadgenArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address to listen on; repeat for several (IPv4 and IPv6).
+    #[arg(long = "listen", value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Signing key file (created with mode 0600 if missing).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// Test point URL, e.g. http://127.0.0.1:8080
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Use IPv6 only.
+    #[arg(short = '6')]
+    ipv6: bool,
+    /// A fixed number of streams per direction (default: adaptive, up to 16).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16))]
+    streams: Option<u32>,
+    /// Longest time per direction, in seconds.
+    #[arg(long, default_value_t = ispeed_proto::consts::DEFAULT_MAX_SECONDS)]
+    max_seconds: f64,
+    /// Skip the download.
+    #[arg(long)]
+    no_download: bool,
+    /// Skip the upload.
+    #[arg(long)]
+    no_upload: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The test point's public key (base64url, base64 or hex).
+    #[arg(long, value_name = "PUBKEY")]
+    key: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json_output = matches!(&cli.command, Command::Test(t) if t.json)
+        || matches!(&cli.command, Command::Loadgen(l) if l.json);
+    init_logging(json_output);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ISPEED_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Server(args) => server(args),
+        Command::Test(args) => test(args),
+        Command::VerifyReceipt(args) => verify(args),
+        Command::Loadgen(args) => runtime()?.block_on(loadgen::run(args)),
+    }
+}
+
+fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let mut raw = match &args.config {
+        Some(path) => ispeed_server::RawConfig::from_file(path)?,
+        None => ispeed_server::RawConfig::default(),
+    };
+    if !args.listen.is_empty() {
+        raw.listen = Some(args.listen);
+    }
+    if let Some(key) = args.key {
+        raw.key_file = Some(key);
+    }
+    let config = raw.resolve()?;
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let listeners = ispeed_server::bind(&config.listen)
+            .with_context(|| format!("cannot listen on {:?}", config.listen))?;
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signal.cancel();
+        });
+        ispeed_server::run(listeners, config, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let mut options = TestOptions::new(args.server);
+    options.family = if args.ipv4 {
+        Some(Family::V4)
+    } else if args.ipv6 {
+        Some(Family::V6)
+    } else {
+        None
+    };
+    options.streams = args.streams;
+    if !(args.max_seconds.is_finite() && args.max_seconds > 0.0) {
+        eprintln!("error: --max-seconds must be a positive number");
+        return Ok(ExitCode::from(2));
+    }
+    options.max_seconds = args.max_seconds;
+    options.download = !args.no_download;
+    options.upload = !args.no_upload;
+    let runtime = runtime()?;
+    let outcome = runtime.block_on(async {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let progress = (!args.json).then(|| tokio::spawn(render::progress(receiver)));
+        let result = ispeed_client::run_test(&options, (!args.json).then_some(sender)).await;
+        if let Some(progress) = progress {
+            let _ = progress.await;
+        }
+        result
+    });
+    // Do not wait for stray connection tasks of a dead test point.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(result) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&result)?);
+            } else {
+                render::table(&result);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::from(exit_code(&error)))
+        }
+    }
+}
+
+fn exit_code(error: &ClientError) -> u8 {
+    if error.is_unreachable() {
+        EXIT_UNREACHABLE
+    } else {
+        EXIT_TEST_FAILED
+    }
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let key = decode_public_key(&args.key).context("--key is not an Ed25519 public key")?;
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read stdin")?;
+    let compact = extract_receipt(&input)?;
+    match Receipt::parse(&compact).and_then(|r| r.verify(&key)) {
+        Ok(payload) => {
+            println!("{}", serde_json::to_string_pretty(&payload)?);
+            eprintln!(
+                "receipt verified: session {} at test point {}",
+                payload.session_id, payload.test_point_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("receipt NOT verified: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Accepts the compact receipt alone, as a JSON string, or inside a JSON
+/// object with a `receipt` field (such as `ispeed test --json` output).
+fn extract_receipt(input: &str) -> anyhow::Result<String> {
+    let trimmed = input.trim();
+    match serde_json::from_str::<serde_json::Value>(trimmed) {
+        Ok(serde_json::Value::String(s)) => Ok(s),
+        Ok(serde_json::Value::Object(map)) => map
+            .get("receipt")
+            .and_then(|r| r.as_str())
+            .map(str::to_owned)
+            .context("JSON input has no \"receipt\" string"),
+        _ => Ok(trimmed.to_owned()),
+    }
+}

@@ -1,0 +1,94 @@
+//! The typed JSON error every endpoint returns: `{ "error": { "code", "message" } }`.
+
+use serde::{Deserialize, Serialize};
+
+/// Stable, machine-readable error codes. Clients branch on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No session with that id exists (never existed or long forgotten).
+    UnknownSession,
+    /// The session existed but its time budget ran out.
+    SessionExpired,
+    /// The session was finished; its receipt has been issued.
+    SessionFinished,
+    /// The test point is at its concurrent-session capacity.
+    OverCapacity,
+    /// A session's byte budget was exhausted.
+    BudgetExceeded,
+    /// The request body is not valid JSON of the expected shape.
+    MalformedJson,
+    /// A query or path parameter is invalid.
+    BadRequest,
+    /// The request body is larger than allowed.
+    PayloadTooLarge,
+    /// The request headers are larger than allowed.
+    HeadersTooLarge,
+    /// The path does not exist.
+    NotFound,
+    /// The method is not allowed on this path.
+    MethodNotAllowed,
+    /// The test point is shutting down.
+    ShuttingDown,
+    /// An unexpected server fault.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is sent with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::UnknownSession | ErrorCode::NotFound => 404,
+            ErrorCode::SessionExpired | ErrorCode::SessionFinished => 410,
+            ErrorCode::OverCapacity | ErrorCode::ShuttingDown => 503,
+            ErrorCode::BudgetExceeded | ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::MalformedJson | ErrorCode::BadRequest => 400,
+            ErrorCode::HeadersTooLarge => 431,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The snake_case string form used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::UnknownSession => "unknown_session",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::SessionFinished => "session_finished",
+            ErrorCode::OverCapacity => "over_capacity",
+            ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// The inner object of an error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The whole error response body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ApiError {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! HTTP handlers of the test point and the router that binds them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use ispeed_proto::consts::{self, paths, MAX_STREAMS, PROTOCOL, SAMPLE_INTERVAL_MS};
+use ispeed_proto::receipt::{Receipt, ReceiptPayload};
+use ispeed_proto::wire::{
+    CreateSession, Direction, Finish, Finished, Info, Limits, Live, Pong, SessionCreated,
+};
+use ispeed_proto::ErrorCode;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiFailure;
+use crate::session::{unix_ms, Session, StreamGuard};
+use crate::state::AppState;
+use crate::tcpinfo;
+
+/// What the accept loop knows about the connection a request came on.
+#[derive(Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// A duplicate of the connection's descriptor, for `TCP_INFO`.
+    pub socket: Option<Arc<OwnedFd>>,
+    /// Cancelling this closes the connection at once (a stalled reader
+    /// cannot otherwise be stopped: the server only writes when it can).
+    pub close: CancellationToken,
+}
+
+/// The test point's router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route(paths::INFO, get(info))
+        .route(paths::SESSIONS, post(create_session))
+        .route("/v1/sessions/{id}/download", get(download))
+        .route("/v1/sessions/{id}/upload", post(upload))
+        .route("/v1/sessions/{id}/ping", get(ping))
+        .route("/v1/sessions/{id}/live", get(live))
+        .route("/v1/sessions/{id}/finish", post(finish))
+        .route(paths::HEALTHZ, get(healthz))
+        .route(paths::METRICS, get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(consts::MAX_JSON_BODY_BYTES))
+        .layer(middleware::from_fn(limit_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), count_errors))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiFailure {
+    ApiFailure::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiFailure {
+    ApiFailure::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this endpoint",
+    )
+}
+
+/// Refuses requests whose headers exceed the limit with a typed error
+/// (hyper itself cuts off far larger ones before any handler runs).
+async fn limit_headers(request: Request, next: Next) -> Response {
+    let size: usize = request.uri().to_string().len()
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if size > consts::MAX_HEADER_BYTES {
+        return ApiFailure::new(
+            ErrorCode::HeadersTooLarge,
+            format!(
+                "request headers are {size} bytes; the limit is {}",
+                consts::MAX_HEADER_BYTES
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+async fn count_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(code) = response.extensions().get::<ErrorCode>() {
+        state.metrics.count_error(*code);
+    }
+    response
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let (sessions, streams) = state.activity();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(sessions, streams),
+    )
+        .into_response()
+}
+
+fn limits(state: &AppState) -> Limits {
+    let c = &state.config;
+    Limits {
+        max_sessions: c.max_sessions,
+        max_streams: MAX_STREAMS,
+        max_seconds_per_direction: c.max_per_direction.as_secs_f64(),
+        session_ttl_s: c.session_ttl.as_secs_f64(),
+        byte_budget: c.byte_budget,
+        line_rate_mbps: c.line_rate_mbps,
+    }
+}
+
+async fn info(State(state): State<AppState>, Extension(conn): Extension<ConnInfo>) -> Json<Info> {
+    Json(Info {
+        protocol: PROTOCOL.to_owned(),
+        server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        test_point_id: state.config.test_point_id.clone(),
+        public_key: state.public_key.clone(),
+        ipv4_url: state
+            .config
+            .ipv4_url
+            .clone()
+            .or_else(|| derived_url(&state.bound, &conn, false)),
+        ipv6_url: state
+            .config
+            .ipv6_url
+            .clone()
+            .or_else(|| derived_url(&state.bound, &conn, true)),
+        limits: limits(&state),
+    })
+}
+
+/// Without a configured URL, a family's URL is derived only where it is sure
+/// to be right: a listener bound to a specific address of that family, or a
+/// wildcard listener when the asking client is local (then loopback works).
+fn derived_url(bound: &[SocketAddr], conn: &ConnInfo, want_v6: bool) -> Option<String> {
+    let client_is_local = conn.peer.ip().is_loopback()
+        || matches!(conn.peer.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
+    bound.iter().find_map(|addr| {
+        let ip = addr.ip();
+        if ip.is_ipv6() != want_v6 {
+            return None;
+        }
+        let host = if ip.is_unspecified() {
+            if !client_is_local {
+                return None;
+            }
+            if want_v6 {
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+            } else {
+                IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+            }
+        } else {
+            ip
+        };
+        Some(format!("http://{}", SocketAddr::new(host, addr.port())))
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned + Default>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiFailure> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiFailure::new(
+                ErrorCode::PayloadTooLarge,
+                format!("request body exceeds {} bytes", consts::MAX_JSON_BODY_BYTES),
+            )
+        } else {
+            ApiFailure::new(ErrorCode::BadRequest, rejection.body_text())
+        }
+    })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiFailure::new(ErrorCode::MalformedJson, format!("invalid JSON body: {e}")))
+}
+
+fn client_addr(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => peer,
+        },
+        v4 => v4,
+    }
+}
+
+async fn create_session(
+    State(state): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<SessionCreated>), ApiFailure> {
+    let _request: CreateSession = parse_json(body)?;
+    let session = state.create_session(client_addr(conn.peer))?;
+    spawn_sampler(session.clone());
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionCreated {
+            session_id: session.id.clone(),
+            client_addr: session.client_addr.to_string(),
+            sample_interval_ms: SAMPLE_INTERVAL_MS,
+            limits: limits(&state),
+        }),
+    ))
+}
+
+/// Samples the session's counters while any of its streams is open.
+fn spawn_sampler(session: Arc<Session>) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(SAMPLE_INTERVAL_MS));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let until = tokio::time::Instant::from_std(session.expires);
+        loop {
+            tokio::select! {
+                _ = session.cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(until) => break,
+                _ = interval.tick() => {
+                    if session.active_streams() > 0 {
+                        session.sample_now();
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    #[serde(default)]
+    stream: u32,
+}
+
+fn stream_query(query: Result<Query<StreamQuery>, QueryRejection>) -> Result<u32, ApiFailure> {
+    let Query(query) = query.map_err(|e| ApiFailure::new(ErrorCode::BadRequest, e.body_text()))?;
+    if query.stream >= MAX_STREAMS * 64 {
+        return Err(ApiFailure::new(
+            ErrorCode::BadRequest,
+            "stream index out of range",
+        ));
+    }
+    Ok(query.stream)
+}
+
+/// When this direction must stop serving: its phase's time limit or the session's end.
+fn direction_deadline(
+    state: &AppState,
+    session: &Session,
+    direction: Direction,
+) -> tokio::time::Instant {
+    let phase_start = session
+        .phase_start(direction)
+        .unwrap_or_else(|| session.created.elapsed());
+    let by_phase = session.created + phase_start + state.config.max_per_direction;
+    tokio::time::Instant::from_std(by_phase.min(session.expires))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+    Extension(conn): Extension<ConnInfo>,
+) -> Result<Response, ApiFailure> {
+    stream_query(query)?;
+    let session = state.session(&id)?;
+    let guard = session.start_stream(Direction::Download, conn.socket.clone());
+    let deadline = direction_deadline(&state, &session, Direction::Download);
+    let done = CancellationToken::new();
+    // Closes the connection if the stream outlives its deadline or session
+    // while the client is not reading (the body is then never polled).
+    {
+        let (cancel, done, close) = (session.cancel.clone(), done.clone(), conn.close.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = done.cancelled() => return,
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep_until(deadline + Duration::from_secs(1)) => {}
+            }
+            close.cancel();
+        });
+    }
+    let body = DownloadBody {
+        state: state.clone(),
+        session,
+        guard,
+        index: 0,
+        deadline,
+        done: done.drop_guard(),
+    };
+    let mut response = Response::new(Body::new(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    // Intermediaries must neither store nor re-encode the payload.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-transform"),
+    );
+    Ok(response)
+}
+
+/// The download body: random chunks until the deadline, the byte budget or the session's end.
+struct DownloadBody {
+    state: AppState,
+    session: Arc<Session>,
+    guard: StreamGuard,
+    index: u64,
+    deadline: tokio::time::Instant,
+    done: tokio_util::sync::DropGuard,
+}
+
+impl http_body::Body for DownloadBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.session.cancel.is_cancelled() || tokio::time::Instant::now() >= self.deadline {
+            return Poll::Ready(None);
+        }
+        let granted = self
+            .session
+            .take_budget(consts::DOWNLOAD_CHUNK_BYTES as u64);
+        if granted == 0 {
+            return Poll::Ready(None);
+        }
+        let chunk = self.state.payload.chunk(self.index, granted as usize);
+        self.index += 1;
+        let len = chunk.len() as u64;
+        self.guard.app_bytes.fetch_add(len, Ordering::Relaxed);
+        self.state
+            .metrics
+            .bytes_download
+            .fetch_add(len, Ordering::Relaxed);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+}
+
+impl Drop for DownloadBody {
+    fn drop(&mut self) {
+        let _ = &self.done;
+        if !self.session.cancel.is_cancelled() && tokio::time::Instant::now() < self.deadline {
+            // Ended before its deadline: the client stopped or went away.
+            self.state
+                .metrics
+                .streams_aborted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+    Extension(conn): Extension<ConnInfo>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiFailure> {
+    stream_query(query)?;
+    let session = state.session(&id)?;
+    let guard = session.start_stream(Direction::Upload, conn.socket.clone());
+    let deadline = direction_deadline(&state, &session, Direction::Upload);
+    let mut body = body;
+    let mut received: u64 = 0;
+    loop {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            _ = session.cancel.cancelled() => {
+                return Err(ApiFailure::new(ErrorCode::SessionFinished, "session ended during upload"));
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                state.metrics.streams_aborted.fetch_add(1, Ordering::Relaxed);
+                return Err(ApiFailure::new(
+                    ErrorCode::BudgetExceeded,
+                    "upload exceeded the session's time budget; the server stopped reading",
+                ));
+            }
+        };
+        match frame {
+            None => break,
+            Some(Err(_)) => {
+                // The client went away mid-stream; what arrived is already counted.
+                state
+                    .metrics
+                    .streams_aborted
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(ApiFailure::new(
+                    ErrorCode::BadRequest,
+                    "upload body ended abruptly",
+                ));
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let len = data.len() as u64;
+                let granted = session.take_budget(len);
+                guard.app_bytes.fetch_add(granted, Ordering::Relaxed);
+                state
+                    .metrics
+                    .bytes_upload
+                    .fetch_add(granted, Ordering::Relaxed);
+                received += granted;
+                if granted < len {
+                    state
+                        .metrics
+                        .streams_aborted
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(ApiFailure::new(
+                        ErrorCode::BudgetExceeded,
+                        "upload exceeded the session's byte budget; the server stopped reading",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Json(serde_json::json!({ "received": received })))
+}
+
+async fn ping(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Extension(conn): Extension<ConnInfo>,
+) -> Result<Json<Pong>, ApiFailure> {
+    let session = state.session(&id)?;
+    session.record_control_rtt(conn.socket.as_deref().and_then(tcpinfo::read));
+    Ok(Json(Pong {
+        t_us: session.now_us(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct LiveQuery {
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+async fn live(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<LiveQuery>, QueryRejection>,
+    Extension(conn): Extension<ConnInfo>,
+) -> Result<Json<Live>, ApiFailure> {
+    let Query(query) = query.map_err(|e| ApiFailure::new(ErrorCode::BadRequest, e.body_text()))?;
+    let session = state.session(&id)?;
+    session.record_control_rtt(conn.socket.as_deref().and_then(tcpinfo::read));
+    let (samples, tcp) = session.live(query.after);
+    Ok(Json(Live {
+        t_us: session.now_us(),
+        samples,
+        tcp,
+    }))
+}
+
+async fn finish(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Finished>, ApiFailure> {
+    let request: Finish = parse_json(body)?;
+    if let Some(finished) = state.finished(&id) {
+        return Ok(Json((*finished).clone()));
+    }
+    let session = state.session(&id)?;
+    let payload = ReceiptPayload {
+        v: consts::RECEIPT_VERSION,
+        protocol: PROTOCOL.to_owned(),
+        session_id: session.id.clone(),
+        test_point_id: state.config.test_point_id.clone(),
+        key: state.public_key.clone(),
+        client_addr: session.client_addr.to_string(),
+        ip_version: if session.client_addr.is_ipv4() { 4 } else { 6 },
+        started_at_ms: session.created_unix_ms,
+        finished_at_ms: unix_ms(),
+        download: session.direction_receipt(Direction::Download),
+        upload: session.direction_receipt(Direction::Upload),
+        latency: session.latency_receipt(),
+        client_report: request.client_report,
+    };
+    let receipt = Receipt::sign(&payload, &state.key);
+    let finished = state.mark_finished(&session, Arc::new(Finished { receipt, payload }));
+    Ok(Json((*finished).clone()))
+}

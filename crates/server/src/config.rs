@@ -1,0 +1,132 @@
+//! Test point configuration, parsed in two stages: [`RawConfig`] is what a
+//! TOML file or flags say, [`ServerConfig`] is the checked result with every
+//! default filled in.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default line rate: high enough that a test on loopback is not cut off by
+/// its budget; production test points set their NIC's rate.
+pub const DEFAULT_LINE_RATE_MBPS: f64 = 100_000.0;
+
+/// Configuration as written in a TOML file; every field is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub test_point_id: Option<String>,
+    pub listen: Option<Vec<SocketAddr>>,
+    pub key_file: Option<PathBuf>,
+    pub max_sessions: Option<u32>,
+    pub max_seconds_per_direction: Option<f64>,
+    pub session_ttl_s: Option<f64>,
+    pub line_rate_mbps: Option<f64>,
+    pub byte_budget: Option<u64>,
+    pub ipv4_url: Option<String>,
+    pub ipv6_url: Option<String>,
+    pub shutdown_grace_s: Option<f64>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl RawConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Checks values and fills defaults.
+    pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
+        let positive = |field: &'static str, value: f64| {
+            if value.is_finite() && value > 0.0 {
+                Ok(value)
+            } else {
+                Err(ConfigError::Invalid {
+                    field,
+                    reason: format!("must be a positive number, got {value}"),
+                })
+            }
+        };
+        let max_seconds = positive(
+            "max_seconds_per_direction",
+            self.max_seconds_per_direction.unwrap_or(15.0),
+        )?;
+        let ttl = positive("session_ttl_s", self.session_ttl_s.unwrap_or(60.0))?;
+        let line_rate_mbps = positive(
+            "line_rate_mbps",
+            self.line_rate_mbps.unwrap_or(DEFAULT_LINE_RATE_MBPS),
+        )?;
+        let max_sessions = self.max_sessions.unwrap_or(200);
+        if max_sessions == 0 {
+            return Err(ConfigError::Invalid {
+                field: "max_sessions",
+                reason: "must be at least 1".into(),
+            });
+        }
+        // Both directions at full line rate for their whole time, plus 10 %.
+        let default_budget = (line_rate_mbps * 1e6 / 8.0 * max_seconds * 2.0 * 1.1) as u64;
+        Ok(ServerConfig {
+            test_point_id: self.test_point_id.unwrap_or_else(|| "local".to_owned()),
+            listen: self
+                .listen
+                .unwrap_or_else(|| vec![SocketAddr::from(([0, 0, 0, 0], 8080))]),
+            key_file: self
+                .key_file
+                .unwrap_or_else(|| PathBuf::from("ispeed-test-point.key")),
+            max_sessions,
+            max_per_direction: Duration::from_secs_f64(max_seconds),
+            session_ttl: Duration::from_secs_f64(ttl.max(max_seconds * 2.0)),
+            line_rate_mbps,
+            byte_budget: self.byte_budget.unwrap_or(default_budget),
+            ipv4_url: self.ipv4_url,
+            ipv6_url: self.ipv6_url,
+            shutdown_grace: Duration::from_secs_f64(self.shutdown_grace_s.unwrap_or(5.0).max(0.0)),
+        })
+    }
+}
+
+/// Checked configuration of a test point.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub test_point_id: String,
+    pub listen: Vec<SocketAddr>,
+    pub key_file: PathBuf,
+    pub max_sessions: u32,
+    pub max_per_direction: Duration,
+    pub session_ttl: Duration,
+    pub line_rate_mbps: f64,
+    pub byte_budget: u64,
+    pub ipv4_url: Option<String>,
+    pub ipv6_url: Option<String>,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        RawConfig::default().resolve().expect("defaults are valid")
+    }
+}

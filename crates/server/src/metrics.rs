@@ -1,0 +1,122 @@
+//! Counters exported at `/metrics` in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ispeed_proto::ErrorCode;
+
+const CODES: [ErrorCode; 13] = [
+    ErrorCode::UnknownSession,
+    ErrorCode::SessionExpired,
+    ErrorCode::SessionFinished,
+    ErrorCode::OverCapacity,
+    ErrorCode::BudgetExceeded,
+    ErrorCode::MalformedJson,
+    ErrorCode::BadRequest,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::HeadersTooLarge,
+    ErrorCode::NotFound,
+    ErrorCode::MethodNotAllowed,
+    ErrorCode::ShuttingDown,
+    ErrorCode::Internal,
+];
+
+/// Process-wide counters of one test point (owned by its state, not global).
+#[derive(Default)]
+pub struct Metrics {
+    pub sessions_created: AtomicU64,
+    pub sessions_rejected: AtomicU64,
+    pub sessions_finished: AtomicU64,
+    pub sessions_expired: AtomicU64,
+    pub bytes_download: AtomicU64,
+    pub bytes_upload: AtomicU64,
+    pub streams_aborted: AtomicU64,
+    errors: [AtomicU64; CODES.len()],
+}
+
+impl Metrics {
+    pub fn count_error(&self, code: ErrorCode) {
+        if let Some(index) = CODES.iter().position(|c| *c == code) {
+            self.errors[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Renders all counters; `active_sessions` and `active_streams` are gauges read at call time.
+    pub fn render(&self, active_sessions: usize, active_streams: u64) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        metric(
+            "ispeed_active_sessions",
+            "gauge",
+            "Sessions not yet finished or expired.",
+            &[("", active_sessions as u64)],
+        );
+        metric(
+            "ispeed_active_streams",
+            "gauge",
+            "Download and upload streams in progress.",
+            &[("", active_streams)],
+        );
+        metric(
+            "ispeed_sessions_created_total",
+            "counter",
+            "Sessions created.",
+            &[("", get(&self.sessions_created))],
+        );
+        metric(
+            "ispeed_sessions_rejected_total",
+            "counter",
+            "Sessions refused for capacity.",
+            &[("", get(&self.sessions_rejected))],
+        );
+        metric(
+            "ispeed_sessions_finished_total",
+            "counter",
+            "Sessions that received a receipt.",
+            &[("", get(&self.sessions_finished))],
+        );
+        metric(
+            "ispeed_sessions_expired_total",
+            "counter",
+            "Sessions that ran out of time.",
+            &[("", get(&self.sessions_expired))],
+        );
+        metric(
+            "ispeed_payload_bytes_total",
+            "counter",
+            "Payload bytes written (download) and read (upload).",
+            &[
+                ("{direction=\"download\"}", get(&self.bytes_download)),
+                ("{direction=\"upload\"}", get(&self.bytes_upload)),
+            ],
+        );
+        metric(
+            "ispeed_streams_aborted_total",
+            "counter",
+            "Streams that ended with an error or disconnect.",
+            &[("", get(&self.streams_aborted))],
+        );
+        let labels: Vec<String> = CODES
+            .iter()
+            .map(|c| format!("{{code=\"{}\"}}", c.as_str()))
+            .collect();
+        let samples: Vec<(&str, u64)> = labels
+            .iter()
+            .zip(&self.errors)
+            .map(|(l, c)| (l.as_str(), get(c)))
+            .collect();
+        metric(
+            "ispeed_errors_total",
+            "counter",
+            "Error responses by code.",
+            &samples,
+        );
+        out
+    }
+}
