@@ -57,7 +57,7 @@ impl Default for TransferConfig {
             min_duration_us: 2_000_000,
             max_duration_us: 10_000_000,
             adaptive: true,
-            initial_streams: 4,
+            initial_streams: 8,
             max_streams: 16,
             growth_check_us: 500_000,
             growth_threshold: 1.10,
@@ -362,17 +362,20 @@ impl TransferController {
             return false;
         }
         let (from, to) = (estimate.window_start_us, estimate.window_end_us);
-        let segments = segment_rates(&self.series, from, to, interval);
-        // Three views of the uncertainty, the largest counts: the successive
-        // differences of the window's segments (sensitive to anything left
-        // in the window, but few of them), those of its fine segments (many,
-        // and they see noise that happens to cancel out within a segment),
-        // and the window's noise judged robustly.
-        let fine = fine_rates(&self.series, from, to);
-        let noise = segment_noise(&self.series, from, to, interval);
-        let error = relative_standard_error(&segments)
-            .max(relative_standard_error(&fine))
-            .max(noise / (segments.len().max(1) as f64).sqrt());
+        // The whole window's uncertainty shrinks as it grows, so a noisy link
+        // stops once it has been measured long enough. The last span's
+        // counts: a loss early in the window (a stall, then a burst when the
+        // retransmission fills the hole) looks like huge noise to successive
+        // differences, yet it cancels out in the window's byte count, and a
+        // link that has run smoothly since should not be held to the time
+        // limit for it.
+        let recent_from = to.saturating_sub(span).max(from);
+        let error = rate_uncertainty(&self.series, from, to, interval).min(rate_uncertainty(
+            &self.series,
+            recent_from,
+            to,
+            interval,
+        ));
         STOP_STANDARD_ERRORS * error <= c.stable_tolerance
     }
 
@@ -380,6 +383,20 @@ impl TransferController {
     pub fn estimate(&self) -> Estimate {
         estimate(&self.series, self.last_growth_us, &self.config)
     }
+}
+
+/// Relative standard error of the mean rate over `from..to`, the largest of
+/// three views: the successive differences of its segments (sensitive to
+/// anything left in the window, but few of them), those of its fine segments
+/// (many, and they see noise that happens to cancel out within a segment),
+/// and the window's noise judged robustly.
+fn rate_uncertainty(series: &Series, from: u64, to: u64, interval: u64) -> f64 {
+    let segments = segment_rates(series, from, to, interval);
+    let fine = fine_rates(series, from, to);
+    let noise = segment_noise(series, from, to, interval);
+    relative_standard_error(&segments)
+        .max(relative_standard_error(&fine))
+        .max(noise / (segments.len().max(1) as f64).sqrt())
 }
 
 fn agree(values: &[f64], tolerance: f64) -> bool {

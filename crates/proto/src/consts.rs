@@ -13,7 +13,7 @@ pub const SAMPLE_INTERVAL_MS: u64 = 100;
 /// Most parallel streams per direction a session may open.
 pub const MAX_STREAMS: u32 = 16;
 /// Streams a client starts each direction with in adaptive mode.
-pub const INITIAL_STREAMS: u32 = 4;
+pub const INITIAL_STREAMS: u32 = 8;
 /// Default longest time a client spends on one direction.
 pub const DEFAULT_MAX_SECONDS: f64 = 10.0;
 /// Idle latency probes a client sends before the transfer phases (spec: ≥ 10).
