@@ -16,6 +16,10 @@ pub enum ErrorCode {
     OverCapacity,
     /// A session's byte budget was exhausted.
     BudgetExceeded,
+    /// A stream outlived its direction's time limit; the server stopped reading.
+    TimeExceeded,
+    /// The session already has the most streams a direction may open at once.
+    TooManyStreams,
     /// The request body is not valid JSON of the expected shape.
     MalformedJson,
     /// A query or path parameter is invalid.
@@ -35,6 +39,25 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for exhaustive listings (metrics, documentation, tests).
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::UnknownSession,
+        ErrorCode::SessionExpired,
+        ErrorCode::SessionFinished,
+        ErrorCode::OverCapacity,
+        ErrorCode::BudgetExceeded,
+        ErrorCode::TimeExceeded,
+        ErrorCode::TooManyStreams,
+        ErrorCode::MalformedJson,
+        ErrorCode::BadRequest,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+
     /// The HTTP status this code is sent with.
     pub fn http_status(self) -> u16 {
         match self {
@@ -42,6 +65,8 @@ impl ErrorCode {
             ErrorCode::SessionExpired | ErrorCode::SessionFinished => 410,
             ErrorCode::OverCapacity | ErrorCode::ShuttingDown => 503,
             ErrorCode::BudgetExceeded | ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::TimeExceeded => 408,
+            ErrorCode::TooManyStreams => 429,
             ErrorCode::MalformedJson | ErrorCode::BadRequest => 400,
             ErrorCode::HeadersTooLarge => 431,
             ErrorCode::MethodNotAllowed => 405,
@@ -57,6 +82,8 @@ impl ErrorCode {
             ErrorCode::SessionFinished => "session_finished",
             ErrorCode::OverCapacity => "over_capacity",
             ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::TimeExceeded => "time_exceeded",
+            ErrorCode::TooManyStreams => "too_many_streams",
             ErrorCode::MalformedJson => "malformed_json",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -89,6 +116,22 @@ impl ErrorBody {
                 code,
                 message: message.into(),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_match_serde_and_all_is_complete() {
+        let mut names = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert!(names.insert(code.as_str()), "duplicate {}", code.as_str());
+            assert!((400..600).contains(&code.http_status()));
         }
     }
 }

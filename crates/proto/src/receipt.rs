@@ -35,9 +35,26 @@ pub struct DirectionReceipt {
     pub window_bytes: u64,
     /// Whether the rate had stabilised (else the window is a fallback).
     pub stable: bool,
-    /// How the bytes were counted: `tcp_acked`, `app_written` or `app_received`.
-    pub counting: String,
+    /// How the bytes were counted.
+    pub counting: Counting,
     pub tcp: TcpSummary,
+}
+
+/// How a direction's bytes were counted by the test point.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counting {
+    /// Download: acknowledged by the client's TCP (cumulatively or
+    /// selectively), never more than was written. Every stream had `TCP_INFO`.
+    #[default]
+    TcpAcked,
+    /// Download: written by the test point (no `TCP_INFO` for some stream),
+    /// an upper bound of what arrived.
+    AppWritten,
+    /// Upload: received by the test point's TCP (in order), every stream had `TCP_INFO`.
+    TcpReceived,
+    /// Upload: body bytes read by the test point (no `TCP_INFO` for some stream).
+    AppReceived,
 }
 
 /// Server-side latency view: the kernel's RTT estimates on the client's

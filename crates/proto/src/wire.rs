@@ -60,6 +60,13 @@ pub struct Pong {
     pub t_us: u64,
 }
 
+/// Response to an upload stream that ended with its body: the payload bytes
+/// the server read (what counts is in the receipt, not here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadReceived {
+    pub received: u64,
+}
+
 /// Which way payload moves. Download is server → client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -22,6 +22,7 @@ use ispeed_proto::consts::{self, paths, MAX_STREAMS, PROTOCOL, SAMPLE_INTERVAL_M
 use ispeed_proto::receipt::{Receipt, ReceiptPayload};
 use ispeed_proto::wire::{
     CreateSession, Direction, Finish, Finished, Info, Limits, Live, Pong, SessionCreated,
+    UploadReceived,
 };
 use ispeed_proto::ErrorCode;
 use serde::Deserialize;
@@ -284,7 +285,7 @@ async fn download(
 ) -> Result<Response, ApiFailure> {
     stream_query(query)?;
     let session = state.session(&id)?;
-    let guard = session.start_stream(Direction::Download, conn.socket.clone());
+    let guard = session.start_stream(Direction::Download, conn.socket.clone())?;
     let deadline = direction_deadline(&state, &session, Direction::Download);
     let done = CancellationToken::new();
     // Closes the connection if the stream outlives its deadline or session
@@ -305,6 +306,7 @@ async fn download(
         session,
         guard,
         index: 0,
+        since_yield: 0,
         deadline,
         done: done.drop_guard(),
     };
@@ -322,12 +324,22 @@ async fn download(
     Ok(response)
 }
 
+/// A stream's task yields to the others after moving this many bytes. The
+/// runtime's cooperative budget counts socket operations, not bytes, so
+/// without this a connection whose buffers have grown large moves far more
+/// per turn than the rest whenever the test point is CPU-bound (many
+/// sessions), and per-session throughput stops being fair. At 1 MiB the
+/// cost is a few thousand yields per second at loopback rates.
+const YIELD_EVERY_BYTES: u64 = 1024 * 1024;
+
 /// The download body: random chunks until the deadline, the byte budget or the session's end.
 struct DownloadBody {
     state: AppState,
     session: Arc<Session>,
     guard: StreamGuard,
     index: u64,
+    /// Bytes handed out since the task last yielded.
+    since_yield: u64,
     deadline: tokio::time::Instant,
     done: tokio_util::sync::DropGuard,
 }
@@ -338,10 +350,15 @@ impl http_body::Body for DownloadBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.session.cancel.is_cancelled() || tokio::time::Instant::now() >= self.deadline {
             return Poll::Ready(None);
+        }
+        if self.since_yield >= YIELD_EVERY_BYTES {
+            self.since_yield = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         let granted = self
             .session
@@ -352,6 +369,7 @@ impl http_body::Body for DownloadBody {
         let chunk = self.state.payload.chunk(self.index, granted as usize);
         self.index += 1;
         let len = chunk.len() as u64;
+        self.since_yield += len;
         self.guard.app_bytes.fetch_add(len, Ordering::Relaxed);
         self.state
             .metrics
@@ -368,7 +386,7 @@ impl Drop for DownloadBody {
             // Ended before its deadline: the client stopped or went away.
             self.state
                 .metrics
-                .streams_aborted
+                .streams_closed_by_client
                 .fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -380,39 +398,48 @@ async fn upload(
     query: Result<Query<StreamQuery>, QueryRejection>,
     Extension(conn): Extension<ConnInfo>,
     body: Body,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
+) -> Result<Json<UploadReceived>, ApiFailure> {
     stream_query(query)?;
     let session = state.session(&id)?;
-    let guard = session.start_stream(Direction::Upload, conn.socket.clone());
+    let guard = session.start_stream(Direction::Upload, conn.socket.clone())?;
     let deadline = direction_deadline(&state, &session, Direction::Upload);
     let mut body = body;
     let mut received: u64 = 0;
+    let mut since_yield: u64 = 0;
+    let cut_off = |failure: ApiFailure| {
+        state
+            .metrics
+            .streams_cut_off
+            .fetch_add(1, Ordering::Relaxed);
+        Err(failure)
+    };
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
-            _ = session.cancel.cancelled() => {
-                return Err(ApiFailure::new(ErrorCode::SessionFinished, "session ended during upload"));
-            }
+            _ = session.cancel.cancelled() => match session_ended(&state, &session) {
+                // The client finished its session while this stream was
+                // still draining: the normal end of a test, not an error.
+                None => break,
+                Some(failure) => return cut_off(failure),
+            },
             _ = tokio::time::sleep_until(deadline) => {
-                state.metrics.streams_aborted.fetch_add(1, Ordering::Relaxed);
-                return Err(ApiFailure::new(
-                    ErrorCode::BudgetExceeded,
-                    "upload exceeded the session's time budget; the server stopped reading",
+                return cut_off(ApiFailure::new(
+                    ErrorCode::TimeExceeded,
+                    "upload outlived its direction's time limit; the server stopped reading",
                 ));
             }
         };
         match frame {
             None => break,
             Some(Err(_)) => {
-                // The client went away mid-stream; what arrived is already counted.
+                // The client closed the stream mid-body: how an upload stream
+                // normally ends when the client stops. What arrived is counted,
+                // and no response can reach it any more.
                 state
                     .metrics
-                    .streams_aborted
+                    .streams_closed_by_client
                     .fetch_add(1, Ordering::Relaxed);
-                return Err(ApiFailure::new(
-                    ErrorCode::BadRequest,
-                    "upload body ended abruptly",
-                ));
+                break;
             }
             Some(Ok(frame)) => {
                 let Ok(data) = frame.into_data() else {
@@ -426,12 +453,13 @@ async fn upload(
                     .bytes_upload
                     .fetch_add(granted, Ordering::Relaxed);
                 received += granted;
+                since_yield += granted;
+                if since_yield >= YIELD_EVERY_BYTES {
+                    since_yield = 0;
+                    tokio::task::yield_now().await;
+                }
                 if granted < len {
-                    state
-                        .metrics
-                        .streams_aborted
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Err(ApiFailure::new(
+                    return cut_off(ApiFailure::new(
                         ErrorCode::BudgetExceeded,
                         "upload exceeded the session's byte budget; the server stopped reading",
                     ));
@@ -439,7 +467,22 @@ async fn upload(
             }
         }
     }
-    Ok(Json(serde_json::json!({ "received": received })))
+    Ok(Json(UploadReceived { received }))
+}
+
+/// Why a session's streams were ended from the server's side: an error
+/// (shutdown, expiry), or `None` when the client finished the session.
+fn session_ended(state: &AppState, session: &Session) -> Option<ApiFailure> {
+    if state.shutdown.is_cancelled() {
+        Some(ApiFailure::shutting_down())
+    } else if std::time::Instant::now() >= session.expires {
+        Some(ApiFailure::new(
+            ErrorCode::SessionExpired,
+            "session ran out of time during the stream",
+        ))
+    } else {
+        None
+    }
 }
 
 async fn ping(

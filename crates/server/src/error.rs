@@ -21,7 +21,18 @@ impl ApiFailure {
             retry_after_s: None,
         }
     }
+
+    /// The test point is stopping; a client should try again elsewhere or later.
+    pub fn shutting_down() -> Self {
+        ApiFailure {
+            retry_after_s: Some(SHUTDOWN_RETRY_AFTER_S),
+            ..ApiFailure::new(ErrorCode::ShuttingDown, "test point is shutting down")
+        }
+    }
 }
+
+/// `Retry-After` of a shutting-down test point: a restart takes seconds.
+const SHUTDOWN_RETRY_AFTER_S: u32 = 10;
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {

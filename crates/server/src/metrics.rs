@@ -5,21 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ispeed_proto::ErrorCode;
 
-const CODES: [ErrorCode; 13] = [
-    ErrorCode::UnknownSession,
-    ErrorCode::SessionExpired,
-    ErrorCode::SessionFinished,
-    ErrorCode::OverCapacity,
-    ErrorCode::BudgetExceeded,
-    ErrorCode::MalformedJson,
-    ErrorCode::BadRequest,
-    ErrorCode::PayloadTooLarge,
-    ErrorCode::HeadersTooLarge,
-    ErrorCode::NotFound,
-    ErrorCode::MethodNotAllowed,
-    ErrorCode::ShuttingDown,
-    ErrorCode::Internal,
-];
+const CODES: [ErrorCode; ErrorCode::ALL.len()] = ErrorCode::ALL;
 
 /// Process-wide counters of one test point (owned by its state, not global).
 #[derive(Default)]
@@ -30,7 +16,11 @@ pub struct Metrics {
     pub sessions_expired: AtomicU64,
     pub bytes_download: AtomicU64,
     pub bytes_upload: AtomicU64,
-    pub streams_aborted: AtomicU64,
+    /// Streams the client ended before the server's deadline: an early
+    /// stable stop (normal), or a client that went away.
+    pub streams_closed_by_client: AtomicU64,
+    /// Streams the server cut off: time limit, byte budget or session end.
+    pub streams_cut_off: AtomicU64,
     errors: [AtomicU64; CODES.len()],
 }
 
@@ -97,10 +87,16 @@ impl Metrics {
             ],
         );
         metric(
-            "ispeed_streams_aborted_total",
+            "ispeed_streams_closed_by_client_total",
             "counter",
-            "Streams that ended with an error or disconnect.",
-            &[("", get(&self.streams_aborted))],
+            "Streams the client ended before the server's deadline (early stop or disconnect).",
+            &[("", get(&self.streams_closed_by_client))],
+        );
+        metric(
+            "ispeed_streams_cut_off_total",
+            "counter",
+            "Upload streams the server stopped reading (time limit, byte budget, session end).",
+            &[("", get(&self.streams_cut_off))],
         );
         let labels: Vec<String> = CODES
             .iter()

@@ -14,10 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ispeed_measure::throughput::{estimate, Series, TransferConfig};
-use ispeed_proto::receipt::{DirectionReceipt, LatencyReceipt};
+use ispeed_proto::consts::MAX_STREAMS;
+use ispeed_proto::receipt::{Counting, DirectionReceipt, LatencyReceipt};
 use ispeed_proto::wire::{Direction, LiveSample, TcpSummary};
+use ispeed_proto::ErrorCode;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ApiFailure;
 use crate::tcpinfo::{self, TcpInfo};
 
 /// Samples kept per session; at 10 per second this covers far more than a session's life.
@@ -68,7 +71,7 @@ impl StreamState {
     /// Payload bytes this stream has moved, as the server can prove them:
     /// for downloads what the client's TCP acknowledged, cumulatively or
     /// selectively (never more than was written), for uploads what the
-    /// server read.
+    /// server's TCP received.
     fn counted(&mut self) -> u64 {
         let app = self.app_bytes.load(Ordering::Relaxed);
         self.last_info = self.socket.as_deref().and_then(tcpinfo::read);
@@ -76,6 +79,11 @@ impl StreamState {
             (Direction::Download, Some(info), Some(base)) => {
                 info.bytes_delivered().saturating_sub(base).min(app)
             }
+            // What reached the server's TCP, in order, since the stream
+            // began: the application reads it in bursts whenever its task
+            // runs (which would make a smooth link look noisy), and its first
+            // read also returns what arrived before the stream was registered.
+            (Direction::Upload, Some(info), Some(base)) => info.bytes_received.saturating_sub(base),
             _ => app,
         }
     }
@@ -104,7 +112,8 @@ struct Phase {
     ended_retransmits: u64,
     min_rtt_us: Option<u32>,
     last_rtt_us: u32,
-    max_delivery_rate_bps: u64,
+    /// Sum of the streams' delivery-rate estimates at the last sample.
+    delivery_rate_bps: u64,
     kernel_counted: bool,
     app_counted: bool,
 }
@@ -123,7 +132,7 @@ impl Phase {
             min_rtt_us: self.min_rtt_us.unwrap_or(0),
             rtt_us: self.last_rtt_us,
             retransmits,
-            delivery_rate_bps: self.max_delivery_rate_bps,
+            delivery_rate_bps: self.delivery_rate_bps,
             kernel_bytes,
         }
     }
@@ -199,15 +208,21 @@ impl Session {
         self: &Arc<Session>,
         direction: Direction,
         socket: Option<Arc<OwnedFd>>,
-    ) -> StreamGuard {
+    ) -> Result<StreamGuard, ApiFailure> {
         let t = self.now_us();
         let info = socket.as_deref().and_then(tcpinfo::read);
         let kernel_base = info.map(|i| match direction {
-            Direction::Download => i.bytes_acked,
+            Direction::Download => i.bytes_delivered(),
             Direction::Upload => i.bytes_received,
         });
         let app_bytes = Arc::new(AtomicU64::new(0));
         let mut inner = self.lock();
+        if inner.phase(direction).active >= MAX_STREAMS {
+            return Err(ApiFailure::new(
+                ErrorCode::TooManyStreams,
+                format!("a session may open at most {MAX_STREAMS} streams per direction at once"),
+            ));
+        }
         let key = inner.next_key;
         inner.next_key += 1;
         inner.streams.insert(
@@ -235,11 +250,11 @@ impl Session {
         }
         inner.sample(t);
         drop(inner);
-        StreamGuard {
+        Ok(StreamGuard {
             session: self.clone(),
             key,
             app_bytes,
-        }
+        })
     }
 
     fn end_stream(&self, key: u64) {
@@ -334,9 +349,10 @@ impl Session {
         let settled_from = phase.last_growth_us.saturating_sub(start);
         let estimate = estimate(&series, settled_from, &TransferConfig::default());
         let counting = match (direction, phase.kernel_counted && !phase.app_counted) {
-            (Direction::Download, true) => "tcp_acked",
-            (Direction::Download, false) => "app_written",
-            (Direction::Upload, _) => "app_received",
+            (Direction::Download, true) => Counting::TcpAcked,
+            (Direction::Download, false) => Counting::AppWritten,
+            (Direction::Upload, true) => Counting::TcpReceived,
+            (Direction::Upload, false) => Counting::AppReceived,
         };
         Some(DirectionReceipt {
             bytes: series.total_bytes(),
@@ -347,7 +363,7 @@ impl Session {
             window_end_ms: (start + estimate.window_end_us) / 1000,
             window_bytes: estimate.window_bytes,
             stable: estimate.stable,
-            counting: counting.to_owned(),
+            counting,
             tcp: phase.summary(&inner.streams, direction),
         })
     }
@@ -355,10 +371,10 @@ impl Session {
     /// The kernel's view of latency on the client's control connection.
     pub fn latency_receipt(&self) -> LatencyReceipt {
         let inner = self.lock();
+        // The same median as the client's (mean of the middle two).
         let median = |values: &Vec<u32>| {
-            let mut sorted = values.clone();
-            sorted.sort_unstable();
-            sorted.get(sorted.len() / 2).copied()
+            let values: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+            ispeed_measure::stats::median(&values).map(|m| m.round() as u32)
         };
         LatencyReceipt {
             idle_rtt_us: median(&inner.control_rtts[0]),
@@ -437,7 +453,7 @@ impl Inner {
             }
             let phase = self.phase_mut(direction);
             phase.last_rtt_us = (rtt_sum[index] / count[index]) as u32;
-            phase.max_delivery_rate_bps = phase.max_delivery_rate_bps.max(rate_sum[index]);
+            phase.delivery_rate_bps = rate_sum[index];
             if let Some(m) = min_rtt[index] {
                 let current = phase.min_rtt_us.get_or_insert(m);
                 *current = (*current).min(m);

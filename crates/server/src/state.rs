@@ -79,10 +79,7 @@ impl AppState {
     /// Creates a session unless the test point is full.
     pub fn create_session(&self, client_addr: SocketAddr) -> Result<Arc<Session>, ApiFailure> {
         if self.shutdown.is_cancelled() {
-            return Err(ApiFailure::new(
-                ErrorCode::ShuttingDown,
-                "test point is shutting down",
-            ));
+            return Err(ApiFailure::shutting_down());
         }
         let mut sessions = self.sessions();
         let live = sessions

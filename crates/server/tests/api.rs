@@ -356,3 +356,93 @@ async fn a_thousand_abrupt_disconnects_leave_nothing_behind() {
         "RSS grew from {baseline} kB to {after} kB"
     );
 }
+
+/// Reads an HTTP response head and as much body as arrives within a moment.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut response = vec![0u8; 8192];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
+        .await
+        .expect("a response in time")
+        .unwrap_or(0);
+    String::from_utf8_lossy(&response[..n]).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seventeenth_stream_of_one_direction_is_refused() {
+    let tp = common::start(RawConfig::default()).await;
+    let id = create_session(&tp).await;
+    let mut open = Vec::new();
+    for k in 0..16 {
+        let mut stream = TcpStream::connect(tp.addr).await.unwrap();
+        let head = format!("GET /v1/sessions/{id}/download?stream={k} HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+        open.push(stream);
+    }
+    let (status, body) = raw_exchange(
+        &tp,
+        format!("GET /v1/sessions/{id}/download?stream=16 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (429, ErrorCode::TooManyStreams)
+    );
+    // The other direction has its own allowance.
+    let mut upload = TcpStream::connect(tp.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/sessions/{id}/upload?stream=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+    );
+    upload.write_all(head.as_bytes()).await.unwrap();
+    let text = read_response(&mut upload).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(r#"{"received":3}"#), "{text}");
+    drop(open);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_past_its_time_limit_is_cut_off_with_time_exceeded() {
+    let tp = common::start(RawConfig {
+        max_seconds_per_direction: Some(1.0),
+        ..Default::default()
+    })
+    .await;
+    let id = create_session(&tp).await;
+    let mut stream = TcpStream::connect(tp.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/sessions/{id}/upload?stream=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // A slow sender: far less than the declared body within the time limit.
+    let started = Instant::now();
+    for _ in 0..15 {
+        // Fails once the server has given up on the stream.
+        if stream.write_all(&[9u8; 1000]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = read_response(&mut stream).await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(
+        error_code(text.split("\r\n\r\n").nth(1).unwrap()),
+        ErrorCode::TimeExceeded
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(metric(&tp, "ispeed_streams_cut_off_total").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_test_counts_no_error() {
+    let tp = common::start(RawConfig::default()).await;
+    let mut options = TestOptions::new(format!("http://{}", tp.addr));
+    options.max_seconds = 2.0;
+    run_test(&options, None).await.unwrap();
+    // Ending streams by closing them is how a client stops: not an error.
+    for code in ErrorCode::ALL {
+        let name = format!("ispeed_errors_total{{code=\"{}\"}}", code.as_str());
+        assert_eq!(metric(&tp, &name).await, 0, "{name}");
+    }
+    assert!(metric(&tp, "ispeed_streams_closed_by_client_total").await > 0);
+}
