@@ -43,6 +43,10 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut download = Vec::new();
     let mut upload = Vec::new();
+    // Per session: [download bytes, download ms, upload bytes, upload ms,
+    // session start (Unix ms), download and upload window starts (ms into
+    // the session)], so an unfair run can be taken apart.
+    let mut phases = Vec::new();
     let mut errors = std::collections::BTreeMap::<String, usize>::new();
     for task in tasks {
         match task.await {
@@ -57,6 +61,23 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
                 };
                 download.push(whole(&result.receipt_payload.download));
                 upload.push(whole(&result.receipt_payload.upload));
+                let parts = |d: &Option<ispeed_proto::receipt::DirectionReceipt>| {
+                    d.as_ref()
+                        .map_or([0, 0, 0], |d| [d.bytes, d.duration_ms, d.window_start_ms])
+                };
+                let (down, up) = (
+                    parts(&result.receipt_payload.download),
+                    parts(&result.receipt_payload.upload),
+                );
+                phases.push([
+                    down[0],
+                    down[1],
+                    up[0],
+                    up[1],
+                    result.receipt_payload.started_at_ms,
+                    down[2],
+                    up[2],
+                ]);
             }
             Ok(Err(error)) => *errors.entry(error.to_string()).or_default() += 1,
             Err(error) => *errors.entry(format!("task: {error}")).or_default() += 1,
@@ -75,6 +96,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         "wall_s": started.elapsed().as_secs_f64(),
         "download_mbps": download,
         "upload_mbps": upload,
+        "phases": phases,
     });
     if args.json {
         println!("{summary}");

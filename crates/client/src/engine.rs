@@ -730,6 +730,7 @@ async fn upload_stream(
         pool: upload_pool(),
         index: u64::from(stream),
         sent: counter.clone(),
+        since_yield: 0,
     };
     let response = connection
         .send(Method::POST, &paths::upload(session, stream), body)
@@ -770,7 +771,16 @@ struct UploadBody {
     pool: Bytes,
     index: u64,
     sent: Arc<AtomicU64>,
+    /// Chunks handed out since the task last yielded.
+    since_yield: usize,
 }
+
+/// The upload task yields to the client's other tasks after this many
+/// chunks (1 MiB): the runtime's cooperative budget counts socket writes,
+/// not bytes, so otherwise a stream whose peer has opened a large window
+/// moves far more per turn than its siblings whenever the client is
+/// CPU-bound (many streams, or many sessions in one load generator).
+const UPLOAD_CHUNKS_PER_TURN: usize = 8;
 
 impl http_body::Body for UploadBody {
     type Data = Bytes;
@@ -778,8 +788,14 @@ impl http_body::Body for UploadBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.since_yield >= UPLOAD_CHUNKS_PER_TURN {
+            self.since_yield = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.since_yield += 1;
         const STEP: u64 = 129 * 1024;
         let offset = (self.index.wrapping_mul(STEP) % UPLOAD_POOL as u64) as usize;
         self.index += 1;
