@@ -7,6 +7,7 @@
 #      MAX_SESSIONS=1000 (server's max_sessions)
 #      SECONDS_PER_DIRECTION=3 (loadgen --seconds)
 #      LOADGEN_TIMEOUT=300 (seconds before the loadgen run is abandoned)
+#      RUNS=3 (loadgen runs against the same server; medians are reported)
 #      KEEP_LOGS=1 (keep the scratch directory with the JSON and logs)
 #
 # `ispeed loadgen` starts SESSIONS single-stream tests that download, then
@@ -57,17 +58,20 @@ echo "$RSS_BASE" >"$PEAK_FILE"
 bg_start "$WORK/rssmon.log" python3 "$BENCH_PY" rssmon "$SERVER_PID" "$PEAK_FILE" 0.2
 RSSMON_PID=$BG_PID
 
-OUT="$WORK/loadgen.json"
-log "ispeed loadgen: $N sessions, $SECS s per direction"
-rc=0
-run_fg timeout "$LOADGEN_TIMEOUT" "$ISPEED" loadgen --server "$SERVER_URL" \
-    --sessions "$N" --seconds "$SECS" --json >"$OUT" 2>"$WORK/loadgen.err" || rc=$?
-# loadgen exits non-zero when any session failed; the JSON still says which.
-((rc == 0)) || log "WARNING: loadgen exited $rc"
-if ((rc == 124)); then
-    log "WARNING: loadgen killed after ${LOADGEN_TIMEOUT}s"
-fi
-[[ -s $OUT ]] || { show_log "$WORK/loadgen.err"; show_log "$WORK/ispeed-server.log"; die "loadgen printed no JSON"; }
+OUTS=()
+for run in $(seq "$RUNS"); do
+    OUT="$WORK/loadgen-run$run.json"
+    log "ispeed loadgen run $run/$RUNS: $N sessions, $SECS s per direction"
+    rc=0
+    run_fg timeout "$LOADGEN_TIMEOUT" "$ISPEED" loadgen --server "$SERVER_URL" \
+        --sessions "$N" --seconds "$SECS" --json >"$OUT" 2>"$WORK/loadgen-run$run.err" || rc=$?
+    ((rc == 0)) || log "WARNING: loadgen exited $rc"
+    if ((rc == 124)); then
+        log "WARNING: loadgen killed after ${LOADGEN_TIMEOUT}s"
+    fi
+    [[ -s $OUT ]] || { show_log "$WORK/loadgen-run$run.err"; show_log "$WORK/ispeed-server.log"; die "loadgen printed no JSON"; }
+    OUTS+=("$OUT")
+done
 
 kill_pid "$RSSMON_PID"
 bg_wait "$RSSMON_PID" || true
@@ -87,29 +91,40 @@ while [[ $ACTIVE_LATER != 0 && $ACTIVE_LATER != nan && $DRAIN_S -lt 10 ]]; do
 done
 RSS_AFTER=$(py rss "$SERVER_PID")
 
-python3 - "$OUT" "$N" "$RSS_BASE" "$RSS_PEAK" "$RSS_AFTER" "$ACTIVE_NOW" "$ACTIVE_LATER" "$DRAIN_S" \
-    "$CONFIG_NOTE" "$MAX_SESSIONS" "$SECS" <<'PY'
-import json, math, sys
-out, n, base, peak, after, active_now, active_later, drain_s, note, max_sessions, secs = sys.argv[1:]
-text = open(out).read()
-r = json.loads(text[text.find("{"):])
+python3 - "$N" "$RSS_BASE" "$RSS_PEAK" "$RSS_AFTER" "$ACTIVE_NOW" "$ACTIVE_LATER" "$DRAIN_S" \
+    "$CONFIG_NOTE" "$MAX_SESSIONS" "$SECS" "${OUTS[@]}" <<'PY'
+import json, math, statistics, sys
+n, base, peak, after, active_now, active_later, drain_s, note, max_sessions, secs, *outs = sys.argv[1:]
+runs = []
+for out in outs:
+    text = open(out).read()
+    runs.append(json.loads(text[text.find("{"):]))
 fmt = lambda v, d=3: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
-completed, failed = r.get("completed"), r.get("failed")
+def med(key):
+    values = [x[key] for x in runs if isinstance(x.get(key), (int, float))]
+    return statistics.median(values) if values else math.nan
+completed = sum(x.get("completed") or 0 for x in runs)
+failed = sum(x.get("failed") or 0 for x in runs)
+# The per-session figures below are those of the run with the median download fairness.
+r = sorted(runs, key=lambda x: x.get("jain_download") or 0)[len(runs) // 2]
 
 print()
-print(f"ispeed loadgen on 127.0.0.1: {n} sessions x {secs} s per direction, one stream each; "
-      f"server max_sessions = {max_sessions}")
+print(f"ispeed loadgen on 127.0.0.1: {len(runs)} runs of {n} sessions x {secs} s per direction, "
+      f"one stream each; server max_sessions = {max_sessions}")
 if note:
     print(f"NOTE: {note}")
+per_run = lambda key: " ".join(fmt(x.get(key)) for x in runs)
 rows = [
-    ("sessions", r.get("sessions")),
+    ("sessions (all runs)", int(n) * len(runs)),
     ("completed", completed),
     ("failed", failed),
-    ("Jain fairness download", fmt(r.get("jain_download"))),
-    ("Jain fairness upload", fmt(r.get("jain_upload"))),
-    ("aggregate download Mbit/s", fmt(r.get("total_download_mbps"), 0)),
-    ("aggregate upload Mbit/s", fmt(r.get("total_upload_mbps"), 0)),
-    ("loadgen wall time s", fmt(r.get("wall_s"), 1)),
+    ("Jain download, per run", per_run("jain_download")),
+    ("Jain upload, per run", per_run("jain_upload")),
+    ("Jain download, median", fmt(med("jain_download"))),
+    ("Jain upload, median", fmt(med("jain_upload"))),
+    ("aggregate download Mbit/s", fmt(med("total_download_mbps"), 0)),
+    ("aggregate upload Mbit/s", fmt(med("total_upload_mbps"), 0)),
+    ("loadgen wall time s", fmt(med("wall_s"), 1)),
     ("server RSS before MB", base),
     ("server RSS peak MB", peak),
     ("server RSS after MB", after),
@@ -122,12 +137,16 @@ for direction in ("download_mbps", "upload_mbps"):
     v = sorted(x for x in r.get(direction) or [] if x is not None)
     if v:
         print(f"  per-session {direction:<18} min {v[0]:.1f}  median {v[len(v)//2]:.1f}  max {v[-1]:.1f}")
-errors = r.get("errors") or {}
+errors = {}
+for x in runs:
+    for msg, count in (x.get("errors") or {}).items():
+        errors[msg] = errors.get(msg, 0) + count
 if errors:
     print("  errors:")
     for msg, count in sorted(errors.items(), key=lambda kv: -kv[1])[:10]:
         print(f"    {count:>6} x {msg}")
 print()
-print(f"RESULT: completed {completed}/{n}, Jain down {fmt(r.get('jain_download'))} "
-      f"up {fmt(r.get('jain_upload'))}, peak RSS {peak} MB; active sessions after = {active_now}")
+print(f"RESULT: completed {completed}/{int(n) * len(runs)}, Jain (median of {len(runs)}) "
+      f"down {fmt(med('jain_download'))} up {fmt(med('jain_upload'))}, peak RSS {peak} MB; "
+      f"active sessions after = {active_now}")
 PY

@@ -709,11 +709,18 @@ async fn download_stream(
         return Err(error_from(response).await);
     }
     let mut body = response.into_body();
+    let mut since_yield = 0usize;
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| ClientError::Lost(format!("download stream broke off: {e}")))?;
         if let Some(data) = frame.data_ref() {
             counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+            since_yield += data.len();
+        }
+        // As for uploads: a stream must not read far more per turn than its siblings.
+        if since_yield >= UPLOAD_CHUNKS_PER_TURN * UPLOAD_CHUNK {
+            since_yield = 0;
+            tokio::task::yield_now().await;
         }
     }
     Ok(())
@@ -775,11 +782,12 @@ struct UploadBody {
     since_yield: usize,
 }
 
-/// The upload task yields to the client's other tasks after this many
-/// chunks (1 MiB): the runtime's cooperative budget counts socket writes,
-/// not bytes, so otherwise a stream whose peer has opened a large window
-/// moves far more per turn than its siblings whenever the client is
-/// CPU-bound (many streams, or many sessions in one load generator).
+/// A stream task yields to the client's other tasks after this many upload
+/// chunks (1 MiB), or as many bytes read: the runtime's cooperative budget
+/// counts socket operations, not bytes, so otherwise a stream whose peer has
+/// opened a large window moves far more per turn than its siblings whenever
+/// the client is CPU-bound (many streams, or many sessions in one load
+/// generator).
 const UPLOAD_CHUNKS_PER_TURN: usize = 8;
 
 impl http_body::Body for UploadBody {
