@@ -16,6 +16,12 @@
 # shares its capacity evenly (Jain's fairness index over per-session rates,
 # 1.0 = perfectly even), that its memory stays bounded while it carries them
 # all, and that it forgets every session afterwards (active sessions back to 0).
+# The sessions stand for clients on separate machines, so loadgen fixes their
+# sockets' buffers (--socket-buffer-kib, 256 KiB): autotuned, a thousand
+# client-side receive queues would share the test point's TCP memory pool on
+# this one host and push it into memory pressure (receive-queue drops,
+# retransmission timeouts on random connections), a condition of the bench's
+# topology, not of a test point serving real clients.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"

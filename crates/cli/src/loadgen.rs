@@ -21,6 +21,14 @@ pub struct LoadgenArgs {
     /// Seconds per direction.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Kernel buffer size (KiB) of each session's payload sockets, 0 for the
+    /// kernel's autotuning. The sessions stand for clients on separate
+    /// machines; sharing the test point's host, autotuned buffers would put
+    /// their receive queues into the host's one TCP memory pool and push it
+    /// into memory pressure (drops, retransmission timeouts), which is not
+    /// what a test point meets in the field.
+    #[arg(long, default_value_t = 256)]
+    socket_buffer_kib: u32,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -38,6 +46,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
             options.loaded_probes = false;
             options.client_kind = "agent".to_owned();
             options.phase_gate = Some(gate.clone());
+            options.socket_buffer_bytes =
+                (args.socket_buffer_kib > 0).then(|| args.socket_buffer_kib.saturating_mul(1024));
             tokio::spawn(async move { ispeed_client::run_test(&options, None).await })
         })
         .collect();
@@ -45,7 +55,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let mut upload = Vec::new();
     // Per session: [download bytes, download ms, upload bytes, upload ms,
     // session start (Unix ms), download and upload window starts (ms into
-    // the session)], so an unfair run can be taken apart.
+    // the session), download retransmits], so an unfair run can be taken
+    // apart.
     let mut phases = Vec::new();
     let mut errors = std::collections::BTreeMap::<String, usize>::new();
     for task in tasks {
@@ -77,6 +88,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
                     result.receipt_payload.started_at_ms,
                     down[2],
                     up[2],
+                    result
+                        .receipt_payload
+                        .download
+                        .as_ref()
+                        .map_or(0, |d| d.tcp.retransmits),
                 ]);
             }
             Ok(Err(error)) => *errors.entry(error.to_string()).or_default() += 1,

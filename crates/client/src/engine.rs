@@ -49,6 +49,13 @@ pub struct TestOptions {
     pub fixed_duration: bool,
     /// Awaited before each transfer phase, so many concurrent tests move together.
     pub phase_gate: Option<Arc<tokio::sync::Barrier>>,
+    /// Fixed kernel buffer size (bytes) of the payload streams' sockets;
+    /// `None` leaves them to the kernel's autotuning, as a real client must.
+    /// A load generator emulating many clients on the test point's own host
+    /// sets it: their receive queues would otherwise live in, and exhaust,
+    /// the one TCP memory pool the test point needs, which separate client
+    /// machines never do.
+    pub socket_buffer_bytes: Option<u32>,
 }
 
 impl TestOptions {
@@ -64,6 +71,7 @@ impl TestOptions {
             loaded_probes: true,
             fixed_duration: false,
             phase_gate: None,
+            socket_buffer_bytes: None,
         }
     }
 }
@@ -367,8 +375,11 @@ impl DirectionRunner<'_> {
                 *open += 1;
                 tokio::spawn(run_stream(
                     direction,
-                    self.endpoint.clone(),
-                    self.session.to_owned(),
+                    StreamTarget {
+                        endpoint: self.endpoint.clone(),
+                        socket_buffer: self.options.socket_buffer_bytes,
+                        session: self.session.to_owned(),
+                    },
                     stream,
                     client_bytes.clone(),
                     streams_cancel.clone(),
@@ -653,10 +664,16 @@ async fn connect_probes(
     }
 }
 
+/// Where a payload stream goes: the test point, the socket buffers, the session.
+struct StreamTarget {
+    endpoint: Endpoint,
+    socket_buffer: Option<u32>,
+    session: String,
+}
+
 async fn run_stream(
     direction: Direction,
-    endpoint: Endpoint,
-    session: String,
+    target: StreamTarget,
     stream: u32,
     counter: Arc<AtomicU64>,
     cancel: CancellationToken,
@@ -666,8 +683,8 @@ async fn run_stream(
         _ = cancel.cancelled() => return,
         outcome = async {
             match direction {
-                Direction::Download => download_stream(&endpoint, &session, stream, &counter).await,
-                Direction::Upload => upload_stream(&endpoint, &session, stream, &counter).await,
+                Direction::Download => download_stream(&target, stream, &counter).await,
+                Direction::Upload => upload_stream(&target, stream, &counter).await,
             }
         } => outcome,
     };
@@ -692,16 +709,16 @@ async fn error_from(response: http::Response<hyper::body::Incoming>) -> ClientEr
 }
 
 async fn download_stream(
-    endpoint: &Endpoint,
-    session: &str,
+    target: &StreamTarget,
     stream: u32,
     counter: &AtomicU64,
 ) -> Result<(), ClientError> {
-    let mut connection: Connection = Connection::open(endpoint).await?;
+    let mut connection: Connection =
+        Connection::open_with(&target.endpoint, target.socket_buffer).await?;
     let response = connection
         .send(
             Method::GET,
-            &paths::download(session, stream),
+            &paths::download(&target.session, stream),
             Full::new(Bytes::new()),
         )
         .await?;
@@ -727,12 +744,12 @@ async fn download_stream(
 }
 
 async fn upload_stream(
-    endpoint: &Endpoint,
-    session: &str,
+    target: &StreamTarget,
     stream: u32,
     counter: &Arc<AtomicU64>,
 ) -> Result<(), ClientError> {
-    let mut connection: Connection<UploadBody> = Connection::open(endpoint).await?;
+    let mut connection: Connection<UploadBody> =
+        Connection::open_with(&target.endpoint, target.socket_buffer).await?;
     let body = UploadBody {
         pool: upload_pool(),
         index: u64::from(stream),
@@ -740,7 +757,7 @@ async fn upload_stream(
         since_yield: 0,
     };
     let response = connection
-        .send(Method::POST, &paths::upload(session, stream), body)
+        .send(Method::POST, &paths::upload(&target.session, stream), body)
         .await?;
     if !response.status().is_success() {
         return Err(error_from(response).await);

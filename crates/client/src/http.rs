@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use ispeed_proto::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::ClientError;
 
@@ -41,8 +41,29 @@ impl Endpoint {
 
 /// Opens a TCP connection, returning it and how long the handshake took.
 pub async fn connect_tcp(addr: SocketAddr) -> Result<(TcpStream, Duration), ClientError> {
+    connect_tcp_with(addr, None).await
+}
+
+/// Like [`connect_tcp`]; `socket_buffer` fixes both kernel socket buffers to
+/// that many bytes (turning off their autotuning) before the handshake.
+pub async fn connect_tcp_with(
+    addr: SocketAddr,
+    socket_buffer: Option<u32>,
+) -> Result<(TcpStream, Duration), ClientError> {
     let started = Instant::now();
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    let connect = async {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }?;
+        if let Some(bytes) = socket_buffer {
+            socket.set_recv_buffer_size(bytes)?;
+            socket.set_send_buffer_size(bytes)?;
+        }
+        socket.connect(addr).await
+    };
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| ClientError::Unreachable(format!("connecting to {addr} timed out")))?
         .map_err(|e| ClientError::Unreachable(format!("cannot connect to {addr}: {e}")))?;
@@ -66,7 +87,15 @@ where
     /// Connects and performs the HTTP/1.1 handshake; the connection task runs
     /// until the returned value and all its requests are dropped.
     pub async fn open(endpoint: &Endpoint) -> Result<Connection<B>, ClientError> {
-        let (stream, _) = connect_tcp(endpoint.addr).await?;
+        Self::open_with(endpoint, None).await
+    }
+
+    /// [`Connection::open`] with fixed socket buffers (see [`connect_tcp_with`]).
+    pub async fn open_with(
+        endpoint: &Endpoint,
+        socket_buffer: Option<u32>,
+    ) -> Result<Connection<B>, ClientError> {
+        let (stream, _) = connect_tcp_with(endpoint.addr, socket_buffer).await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Unreachable(format!("HTTP handshake failed: {e}")))?;

@@ -514,13 +514,23 @@ fn trim_leading(series: &Series, start: u64, end: u64, ma: u64, floor: f64) -> u
     // The settled rate: after the first moving average, unless too little
     // follows it.
     let reference_from = if end - limit >= ma / 4 { limit } else { start };
-    let level = series.rate_bps(reference_from, end);
     let bounds = fine_bounds(start, end);
     let rates: Vec<f64> = bounds
         .windows(2)
         .map(|w| series.rate_bps(w[0], w[1]))
         .collect();
-    let tolerance = floor.max(NOISE_DEVIATIONS * relative_noise(&rates));
+    // Level and noise are judged on the settled part, robustly: a stall and
+    // the burst that follows it (a loss, then its retransmission filling the
+    // hole) are what is being trimmed, not noise, and a reference point that
+    // falls inside such a hole would shift a plain byte-count rate. A window
+    // that starts inside a hole would count the burst without the stall and
+    // overstate the rate.
+    let settled_rates = fine_rates(series, reference_from, end);
+    let (level, noise_rates) = match median(&settled_rates) {
+        Some(level) if settled_rates.len() >= 5 => (level, &settled_rates),
+        _ => (series.rate_bps(reference_from, end), &rates),
+    };
+    let tolerance = floor.max(NOISE_DEVIATIONS * relative_noise(noise_rates));
     let mut trimmed = start;
     for (segment, rate) in bounds.windows(2).zip(&rates) {
         if segment[1] > limit || (rate - level).abs() <= tolerance * level {
