@@ -525,10 +525,11 @@ async fn finish(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Finished>, ApiFailure> {
-    let request: Finish = parse_json(body)?;
+    // A retried finish gets the receipt already issued, whatever its body.
     if let Some(finished) = state.finished(&id) {
         return Ok(Json((*finished).clone()));
     }
+    let request: Finish = parse_json(body)?;
     let session = state.session(&id)?;
     let payload = ReceiptPayload {
         v: consts::RECEIPT_VERSION,
