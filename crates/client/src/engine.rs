@@ -426,7 +426,6 @@ impl DirectionRunner<'_> {
         let mut connect_probes_done: Vec<(u64, f64)> = Vec::new();
         let mut working = WorkingConditions::new(WorkingConfig::default());
         let mut throughput_stable_at: Option<Duration> = None;
-        let mut next_latency_growth = Duration::from_secs(2);
         let mut server_start: Option<(u64, u64)> = None;
         let mut client_series = Series::new();
         let mut last_add_client_us = 0u64;
@@ -451,20 +450,14 @@ impl DirectionRunner<'_> {
                         }
                         continue;
                     }
-                    // Working conditions: while loaded latency still rises the
-                    // queue is filling, so add load (up to the stream limit);
-                    // stop only once both goodput and latency have settled.
+                    // Working conditions: stop only once both goodput and
+                    // loaded latency have settled (the queue has filled).
+                    // Streams are not added for latency: eight opened
+                    // together fill a deep queue, and a stream added once it
+                    // has built starts behind it and barely grows, while the
+                    // addition would restart the measurement window.
                     let trend = working.trend(now_us);
                     tracing::debug!(t_us = now_us, ?trend, recent_ms = working.loaded_latency_us(now_us.saturating_sub(1_000_000)).map(|us| us / 1e3), streams = controller.streams(), stable = throughput_stable_at.is_some(), "working conditions");
-                    if trend == LatencyTrend::Rising && elapsed >= next_latency_growth {
-                        next_latency_growth = elapsed + Duration::from_secs(1);
-                        let added = controller.add_streams_now(controller.series().end_us());
-                        if added > 0 {
-                            spawn_streams(added, &mut open_streams);
-                            last_add_client_us = now_us;
-                            throughput_stable_at = None;
-                        }
-                    }
                     if let Some(stable_at) = throughput_stable_at {
                         let latency_settled = trend == LatencyTrend::Settled;
                         // Noisy latency must not hold a stable rate forever;

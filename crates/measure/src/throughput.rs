@@ -274,28 +274,6 @@ impl TransferController {
         Action::Continue
     }
 
-    /// Adds streams for a reason the byte counts cannot show: loaded latency
-    /// still rising, so the bottleneck's queue is still filling and the load
-    /// is not yet the working conditions users meet. The measurement window
-    /// restarts, so an earlier stable stop is withdrawn. Returns how many
-    /// streams to open (0 at the limit or in fixed mode).
-    pub fn add_streams_now(&mut self, t_us: u64) -> u32 {
-        let c = self.config;
-        if !c.adaptive
-            || self.streams >= c.max_streams
-            || self.stopped.is_some_and(|r| r != StopReason::Stable)
-        {
-            return 0;
-        }
-        let added = self.streams.max(1).min(c.max_streams - self.streams);
-        self.streams += added;
-        self.last_growth_us = t_us.max(self.series.end_us());
-        self.next_growth_check_us = self.last_growth_us + c.ma_window_us;
-        self.reviewing_addition = true;
-        self.stopped = None;
-        added
-    }
-
     fn stop(&mut self, reason: StopReason) -> Action {
         self.stopped = Some(reason);
         Action::Stop(reason)
@@ -354,7 +332,14 @@ impl TransferController {
                 self.series.rate_bps(end - c.ma_window_us, end)
             })
             .collect();
-        if !agree(&averages, c.stable_tolerance) {
+        // A link whose rate swings by several percent from second to second
+        // (a sender's probing cycle, a busy radio) is given more latitude
+        // once it has been measured for a while: from `PATIENT_AFTER_US` its
+        // averages may spread twice as far and the estimate need be known to
+        // two standard errors, a 95 % interval, within the tolerance.
+        let patient = t_us >= PATIENT_AFTER_US;
+        let spread = if patient { 2.0 } else { 1.0 } * c.stable_tolerance;
+        if !agree(&averages, spread) {
             return false;
         }
         let estimate = self.estimate();
@@ -370,13 +355,15 @@ impl TransferController {
         // link that has run smoothly since should not be held to the time
         // limit for it.
         let recent_from = to.saturating_sub(span).max(from);
-        let error = rate_uncertainty(&self.series, from, to, interval).min(rate_uncertainty(
-            &self.series,
-            recent_from,
-            to,
-            interval,
-        ));
-        STOP_STANDARD_ERRORS * error <= c.stable_tolerance
+        let error = rate_uncertainty(&self.series, from, to, interval)
+            .min(rate_uncertainty(&self.series, recent_from, to, interval))
+            .min(block_uncertainty(&self.series, from, to));
+        let standard_errors = if patient {
+            PATIENT_STANDARD_ERRORS
+        } else {
+            STOP_STANDARD_ERRORS
+        };
+        standard_errors * error <= c.stable_tolerance
     }
 
     /// The estimate over the series so far.
@@ -399,6 +386,24 @@ fn rate_uncertainty(series: &Series, from: u64, to: u64, interval: u64) -> f64 {
         .max(noise / (segments.len().max(1) as f64).sqrt())
 }
 
+/// Relative standard error of the mean rate over `from..to` judged on
+/// one-second blocks (at least [`MIN_BLOCKS`] of them). A sender's
+/// sawtooth or a hole and the burst that fills it makes 100 ms segments
+/// swing by tens of percent, and successive differences at that scale take
+/// the swings for independent noise; over a second they largely cancel,
+/// while real fluctuations of the link's rate remain visible between blocks.
+fn block_uncertainty(series: &Series, from: u64, to: u64) -> f64 {
+    let blocks = segment_rates(series, from, to, BLOCK_US);
+    if blocks.len() < MIN_BLOCKS {
+        return f64::INFINITY;
+    }
+    relative_standard_error(&blocks)
+}
+
+/// Block length and the fewest blocks for [`block_uncertainty`].
+const BLOCK_US: u64 = 1_000_000;
+const MIN_BLOCKS: usize = 5;
+
 fn agree(values: &[f64], tolerance: f64) -> bool {
     let max = values.iter().copied().fold(f64::MIN, f64::max);
     let min = values.iter().copied().fold(f64::MAX, f64::min);
@@ -409,6 +414,10 @@ fn agree(values: &[f64], tolerance: f64) -> bool {
 /// A stable stop needs the estimate's rate known to this many standard
 /// errors within `stable_tolerance`.
 const STOP_STANDARD_ERRORS: f64 = 4.0;
+/// From this time on a stop needs only `PATIENT_STANDARD_ERRORS`, and the
+/// moving averages may spread twice as far (see `is_stable`).
+const PATIENT_AFTER_US: u64 = 5_000_000;
+const PATIENT_STANDARD_ERRORS: f64 = 2.0;
 /// A deviation larger than this many standard deviations of the link's noise
 /// is taken as a real change (ramp-up, burst), not as noise.
 const NOISE_DEVIATIONS: f64 = 3.0;

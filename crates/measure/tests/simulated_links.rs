@@ -544,13 +544,14 @@ fn nothing_ever_moves() {
 
 #[test]
 fn stall_on_a_noisy_link() {
-    // Not stable yet when it stalls at 5 s: stalled 3 s later.
+    // Not stable yet when it stalls at 4.5 s (a ±20 % link is given more
+    // latitude only from 5 s): stalled 3 s later.
     let spec = LinkSpec::tcp(100.0, 20.0)
         .with_noise(0.2, 7)
-        .with_stall(5_000_000);
+        .with_stall(4_500_000);
     let o = run(spec, TransferConfig::default());
     assert_eq!(o.stop, StopReason::Stalled, "{o:?}");
-    assert_eq!(o.stop_us, 8_000_000, "{o:?}");
+    assert_eq!(o.stop_us, 7_500_000, "{o:?}");
     assert!(!o.estimate.stable, "{o:?}");
     // A stall less than 3 s before the limit is never reported.
     for seed in 0..20 {
@@ -694,6 +695,66 @@ fn an_early_loss_does_not_hold_a_smooth_link_to_the_time_limit() {
             "hole at {hole_at}: {e:?}"
         );
     }
+}
+
+#[test]
+fn a_disturbed_start_spread_over_seconds_is_left_out_of_the_window() {
+    // 48 Mbit/s once settled. Before that, as a loss-recovering start looks
+    // at the receiver: 40 Mbit/s for 0.9 s, then a catch-up burst at
+    // 57.3 Mbit/s until 1.5 s. One-second moving averages smooth this into
+    // agreement with the settled rate, but a window starting inside the slow
+    // part counts the burst without all of the deficit.
+    let mut controller = TransferController::new(TransferConfig::default());
+    let mut bytes = 0.0f64;
+    let mut stopped = None;
+    for k in 1..=100u64 {
+        let t = k * SAMPLE_US;
+        let mbit = if t <= 900_000 {
+            40.0
+        } else if t <= 1_500_000 {
+            57.3
+        } else {
+            48.0
+        };
+        bytes += mbit * MBIT / 8.0 * SAMPLE_US as f64 / 1e6;
+        if let Action::Stop(reason) = controller.on_sample(t, bytes as u64) {
+            stopped = Some((reason, t));
+            break;
+        }
+    }
+    let (reason, t) = stopped.expect("stops");
+    assert_eq!(reason, StopReason::Stable);
+    assert!(t <= 5_000_000, "stopped at {t}");
+    let e = controller.estimate();
+    assert!(relative_error(e.rate_bps, 48e6) <= 0.003, "{e:?}");
+    assert!(e.window_start_us >= 1_500_000, "{e:?}");
+}
+
+#[test]
+fn a_link_swinging_every_second_stops_in_time_and_within_two_percent() {
+    // 24 Mbit/s swinging ±7 % over a 2 s cycle (a sender's probing, a busy
+    // radio): one-second averages spread by up to 9 %. The test must stop
+    // well before its limit (from 5 s a wider spread and a 95 % interval
+    // suffice) and still be within the accuracy bound; a window covering
+    // part of a cycle is what limits it.
+    let mut controller = TransferController::new(TransferConfig::default());
+    let mut bytes = 0.0f64;
+    let mut stopped = None;
+    for k in 1..=100u64 {
+        let t = k * SAMPLE_US;
+        let phase = 2.0 * std::f64::consts::PI * t as f64 / 2e6;
+        let mbit = 24.0 * (1.0 + 0.07 * phase.sin());
+        bytes += mbit * MBIT / 8.0 * SAMPLE_US as f64 / 1e6;
+        if let Action::Stop(reason) = controller.on_sample(t, bytes as u64) {
+            stopped = Some((reason, t));
+            break;
+        }
+    }
+    let (reason, t) = stopped.expect("stops");
+    assert_eq!(reason, StopReason::Stable);
+    assert!(t <= 7_000_000, "stopped at {t}");
+    let e = controller.estimate();
+    assert!(relative_error(e.rate_bps, 24e6) <= 0.02, "{e:?}");
 }
 
 #[test]
