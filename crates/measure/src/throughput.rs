@@ -490,6 +490,7 @@ pub fn estimate(series: &Series, settled_from_us: u64, config: &TransferConfig) 
             }
             let coarse_start = averages[earliest].0 - ma;
             window_start = trim_leading(series, coarse_start, end, ma, c.window_tolerance);
+            window_start = first_settled_start(series, window_start, head_start, end, c);
         }
     }
     if !stable && !averages.is_empty() {
@@ -512,6 +513,33 @@ pub fn estimate(series: &Series, settled_from_us: u64, config: &TransferConfig) 
         window_bytes,
         stable,
     }
+}
+
+/// The earliest start from `from` to `head_start` (in check intervals) from
+/// which the rate to `end` is known as precisely as a stable stop demands
+/// (`STOP_STANDARD_ERRORS` standard errors within `stable_tolerance`);
+/// `from` when none is. A loss early in a phase (a stall, then a catch-up
+/// burst spread over a second or more) is smoothed into agreement by the
+/// moving averages, but a window that starts between the two counts the
+/// burst without all of the stall; the windows that hold part of it are the
+/// imprecise ones. On a link that is noisy throughout no start qualifies,
+/// and the long window stays (a shorter one would be no less noisy).
+fn first_settled_start(
+    series: &Series,
+    from: u64,
+    head_start: u64,
+    end: u64,
+    config: &TransferConfig,
+) -> u64 {
+    let interval = config.check_interval_us.max(1);
+    (0..)
+        .map(|k| from + k * interval)
+        .take_while(|&start| start <= head_start)
+        .find(|&start| {
+            STOP_STANDARD_ERRORS * rate_uncertainty(series, start, end, interval)
+                <= config.stable_tolerance
+        })
+        .unwrap_or(from)
 }
 
 /// Drops the leading fine segments of the first moving average of a window
