@@ -697,6 +697,22 @@ fn an_early_loss_does_not_hold_a_smooth_link_to_the_time_limit() {
     }
 }
 
+/// Feeds a controller (default configuration) the count of a link whose
+/// rate (Mbit/s) at each sample time is `mbit_at(t_us)`, until it stops;
+/// returns why, when, and its estimate.
+fn run_rate_profile(mbit_at: impl Fn(u64) -> f64) -> (StopReason, u64, ispeed_measure::Estimate) {
+    let mut controller = TransferController::new(TransferConfig::default());
+    let mut bytes = 0.0f64;
+    for k in 1..=200u64 {
+        let t = k * SAMPLE_US;
+        bytes += mbit_at(t) * MBIT / 8.0 * SAMPLE_US as f64 / 1e6;
+        if let Action::Stop(reason) = controller.on_sample(t, bytes as u64) {
+            return (reason, t, controller.estimate());
+        }
+    }
+    panic!("the controller never stopped");
+}
+
 #[test]
 fn a_disturbed_start_spread_over_seconds_is_left_out_of_the_window() {
     // 48 Mbit/s once settled. Before that, as a loss-recovering start looks
@@ -704,28 +720,17 @@ fn a_disturbed_start_spread_over_seconds_is_left_out_of_the_window() {
     // 57.3 Mbit/s until 1.5 s. One-second moving averages smooth this into
     // agreement with the settled rate, but a window starting inside the slow
     // part counts the burst without all of the deficit.
-    let mut controller = TransferController::new(TransferConfig::default());
-    let mut bytes = 0.0f64;
-    let mut stopped = None;
-    for k in 1..=100u64 {
-        let t = k * SAMPLE_US;
-        let mbit = if t <= 900_000 {
+    let (reason, t, e) = run_rate_profile(|t| {
+        if t <= 900_000 {
             40.0
         } else if t <= 1_500_000 {
             57.3
         } else {
             48.0
-        };
-        bytes += mbit * MBIT / 8.0 * SAMPLE_US as f64 / 1e6;
-        if let Action::Stop(reason) = controller.on_sample(t, bytes as u64) {
-            stopped = Some((reason, t));
-            break;
         }
-    }
-    let (reason, t) = stopped.expect("stops");
+    });
     assert_eq!(reason, StopReason::Stable);
     assert!(t <= 5_000_000, "stopped at {t}");
-    let e = controller.estimate();
     assert!(relative_error(e.rate_bps, 48e6) <= 0.003, "{e:?}");
     assert!(e.window_start_us >= 1_500_000, "{e:?}");
 }
@@ -737,23 +742,12 @@ fn a_link_swinging_every_second_stops_in_time_and_within_two_percent() {
     // well before its limit (from 5 s a wider spread and a 95 % interval
     // suffice) and still be within the accuracy bound; a window covering
     // part of a cycle is what limits it.
-    let mut controller = TransferController::new(TransferConfig::default());
-    let mut bytes = 0.0f64;
-    let mut stopped = None;
-    for k in 1..=100u64 {
-        let t = k * SAMPLE_US;
+    let (reason, t, e) = run_rate_profile(|t| {
         let phase = 2.0 * std::f64::consts::PI * t as f64 / 2e6;
-        let mbit = 24.0 * (1.0 + 0.07 * phase.sin());
-        bytes += mbit * MBIT / 8.0 * SAMPLE_US as f64 / 1e6;
-        if let Action::Stop(reason) = controller.on_sample(t, bytes as u64) {
-            stopped = Some((reason, t));
-            break;
-        }
-    }
-    let (reason, t) = stopped.expect("stops");
+        24.0 * (1.0 + 0.07 * phase.sin())
+    });
     assert_eq!(reason, StopReason::Stable);
     assert!(t <= 7_000_000, "stopped at {t}");
-    let e = controller.estimate();
     assert!(relative_error(e.rate_bps, 24e6) <= 0.02, "{e:?}");
 }
 
