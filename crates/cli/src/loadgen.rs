@@ -34,6 +34,41 @@ pub struct LoadgenArgs {
     pub json: bool,
 }
 
+/// What the test point signed about one session's phases.
+#[derive(serde::Serialize)]
+struct SessionPhases {
+    started_at_ms: u64,
+    download: Option<PhaseFigures>,
+    upload: Option<PhaseFigures>,
+}
+
+#[derive(serde::Serialize)]
+struct PhaseFigures {
+    bytes: u64,
+    duration_ms: u64,
+    /// Start of the measurement window, ms into the session.
+    window_start_ms: u64,
+    retransmits: u64,
+}
+
+impl SessionPhases {
+    fn of(receipt: &ispeed_proto::ReceiptPayload) -> SessionPhases {
+        let figures = |d: &Option<ispeed_proto::receipt::DirectionReceipt>| {
+            d.as_ref().map(|d| PhaseFigures {
+                bytes: d.bytes,
+                duration_ms: d.duration_ms,
+                window_start_ms: d.window_start_ms,
+                retransmits: d.tcp.retransmits,
+            })
+        };
+        SessionPhases {
+            started_at_ms: receipt.started_at_ms,
+            download: figures(&receipt.download),
+            upload: figures(&receipt.upload),
+        }
+    }
+}
+
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let gate = Arc::new(tokio::sync::Barrier::new(args.sessions));
     let started = Instant::now();
@@ -53,10 +88,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut download = Vec::new();
     let mut upload = Vec::new();
-    // Per session: [download bytes, download ms, upload bytes, upload ms,
-    // session start (Unix ms), download and upload window starts (ms into
-    // the session), download retransmits], so an unfair run can be taken
-    // apart.
+    // Per session, so that an unfair run can be taken apart.
     let mut phases = Vec::new();
     let mut errors = std::collections::BTreeMap::<String, usize>::new();
     for task in tasks {
@@ -72,28 +104,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
                 };
                 download.push(whole(&result.receipt_payload.download));
                 upload.push(whole(&result.receipt_payload.upload));
-                let parts = |d: &Option<ispeed_proto::receipt::DirectionReceipt>| {
-                    d.as_ref()
-                        .map_or([0, 0, 0], |d| [d.bytes, d.duration_ms, d.window_start_ms])
-                };
-                let (down, up) = (
-                    parts(&result.receipt_payload.download),
-                    parts(&result.receipt_payload.upload),
-                );
-                phases.push([
-                    down[0],
-                    down[1],
-                    up[0],
-                    up[1],
-                    result.receipt_payload.started_at_ms,
-                    down[2],
-                    up[2],
-                    result
-                        .receipt_payload
-                        .download
-                        .as_ref()
-                        .map_or(0, |d| d.tcp.retransmits),
-                ]);
+                phases.push(SessionPhases::of(&result.receipt_payload));
             }
             Ok(Err(error)) => *errors.entry(error.to_string()).or_default() += 1,
             Err(error) => *errors.entry(format!("task: {error}")).or_default() += 1,

@@ -727,8 +727,7 @@ async fn download_stream(
             counter.fetch_add(data.len() as u64, Ordering::Relaxed);
             since_yield += data.len();
         }
-        // As for uploads: a stream must not read far more per turn than its siblings.
-        if since_yield >= UPLOAD_CHUNKS_PER_TURN * UPLOAD_CHUNK {
+        if since_yield >= YIELD_EVERY_BYTES {
             since_yield = 0;
             tokio::task::yield_now().await;
         }
@@ -788,17 +787,16 @@ struct UploadBody {
     pool: Bytes,
     index: u64,
     sent: Arc<AtomicU64>,
-    /// Chunks handed out since the task last yielded.
+    /// Bytes handed out since the task last yielded.
     since_yield: usize,
 }
 
-/// A stream task yields to the client's other tasks after this many upload
-/// chunks (1 MiB), or as many bytes read: the runtime's cooperative budget
-/// counts socket operations, not bytes, so otherwise a stream whose peer has
-/// opened a large window moves far more per turn than its siblings whenever
-/// the client is CPU-bound (many streams, or many sessions in one load
-/// generator).
-const UPLOAD_CHUNKS_PER_TURN: usize = 8;
+/// A stream task yields to the client's other tasks after moving this many
+/// bytes: the runtime's cooperative budget counts socket operations, not
+/// bytes, so otherwise a stream whose peer has opened a large window moves
+/// far more per turn than its siblings whenever the client is CPU-bound
+/// (many streams, or many sessions in one load generator).
+const YIELD_EVERY_BYTES: usize = 1024 * 1024;
 
 impl http_body::Body for UploadBody {
     type Data = Bytes;
@@ -808,12 +806,12 @@ impl http_body::Body for UploadBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.since_yield >= UPLOAD_CHUNKS_PER_TURN {
+        if self.since_yield >= YIELD_EVERY_BYTES {
             self.since_yield = 0;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        self.since_yield += 1;
+        self.since_yield += UPLOAD_CHUNK;
         const STEP: u64 = 129 * 1024;
         let offset = (self.index.wrapping_mul(STEP) % UPLOAD_POOL as u64) as usize;
         self.index += 1;

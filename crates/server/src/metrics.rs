@@ -5,8 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ispeed_proto::ErrorCode;
 
-const CODES: [ErrorCode; ErrorCode::ALL.len()] = ErrorCode::ALL;
-
 /// Process-wide counters of one test point (owned by its state, not global).
 #[derive(Default)]
 pub struct Metrics {
@@ -21,12 +19,12 @@ pub struct Metrics {
     pub streams_closed_by_client: AtomicU64,
     /// Streams the server cut off: time limit, byte budget or session end.
     pub streams_cut_off: AtomicU64,
-    errors: [AtomicU64; CODES.len()],
+    errors: [AtomicU64; ErrorCode::ALL.len()],
 }
 
 impl Metrics {
     pub fn count_error(&self, code: ErrorCode) {
-        if let Some(index) = CODES.iter().position(|c| *c == code) {
+        if let Some(index) = ErrorCode::ALL.iter().position(|c| *c == code) {
             self.errors[index].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -98,7 +96,7 @@ impl Metrics {
             "Upload streams the server stopped reading (time limit, byte budget, session end).",
             &[("", get(&self.streams_cut_off))],
         );
-        let labels: Vec<String> = CODES
+        let labels: Vec<String> = ErrorCode::ALL
             .iter()
             .map(|c| format!("{{code=\"{}\"}}", c.as_str()))
             .collect();

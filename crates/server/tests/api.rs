@@ -28,13 +28,21 @@ async fn raw_exchange(tp: &common::TestPoint, request: &[u8]) -> (u16, String) {
     let mut response = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
     let text = String::from_utf8_lossy(&response).to_string();
-    let status = text
+    let (status, body) = status_and_body(&text);
+    (status, body.to_owned())
+}
+
+/// The status code and the body of a raw HTTP response.
+fn status_and_body(response: &str) -> (u16, &str) {
+    let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
+    (
+        status,
+        response.split("\r\n\r\n").nth(1).unwrap_or_default(),
+    )
 }
 
 fn error_code(body: &str) -> ErrorCode {
@@ -44,6 +52,22 @@ fn error_code(body: &str) -> ErrorCode {
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON in {body:?}"));
     serde_json::from_str::<ErrorBody>(json).unwrap().error.code
+}
+
+/// Opens an upload stream by hand: connects and sends the request head.
+async fn start_upload(tp: &common::TestPoint, id: &str, content_length: u64) -> TcpStream {
+    let mut stream = TcpStream::connect(tp.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/sessions/{id}/upload?stream=0 HTTP/1.1\r\nHost: x\r\nContent-Length: {content_length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// The status and typed error code of a raw error response.
+fn status_and_code(response: &str) -> (u16, ErrorCode) {
+    let (status, body) = status_and_body(response);
+    (status, error_code(body))
 }
 
 async fn create_session(tp: &common::TestPoint) -> String {
@@ -221,11 +245,7 @@ async fn upload_beyond_budget_is_cut_off() {
     })
     .await;
     let id = create_session(&tp).await;
-    let mut stream = TcpStream::connect(tp.addr).await.unwrap();
-    let head = format!(
-        "POST /v1/sessions/{id}/upload?stream=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut stream = start_upload(&tp, &id, 4_000_000).await;
     let chunk = vec![7u8; 64 * 1024];
     // The server stops reading at the budget, so writing eventually fails or stalls.
     let writer = async {
@@ -236,16 +256,11 @@ async fn upload_beyond_budget_is_cut_off() {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(3), writer).await;
-    let mut response = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut response))
-        .await
-        .unwrap()
-        .unwrap_or(0);
-    let text = String::from_utf8_lossy(&response[..n]);
-    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    let text = read_response(&mut stream).await;
     assert_eq!(
-        error_code(text.split("\r\n\r\n").nth(1).unwrap()),
-        ErrorCode::BudgetExceeded
+        status_and_code(&text),
+        (413, ErrorCode::BudgetExceeded),
+        "{text}"
     );
     assert_eq!(metric(&tp, "ispeed_active_streams").await, 0);
 }
@@ -390,11 +405,8 @@ async fn a_seventeenth_stream_of_one_direction_is_refused() {
         (429, ErrorCode::TooManyStreams)
     );
     // The other direction has its own allowance.
-    let mut upload = TcpStream::connect(tp.addr).await.unwrap();
-    let head = format!(
-        "POST /v1/sessions/{id}/upload?stream=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-    );
-    upload.write_all(head.as_bytes()).await.unwrap();
+    let mut upload = start_upload(&tp, &id, 3).await;
+    upload.write_all(b"abc").await.unwrap();
     let text = read_response(&mut upload).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains(r#"{"received":3}"#), "{text}");
@@ -409,11 +421,7 @@ async fn an_upload_past_its_time_limit_is_cut_off_with_time_exceeded() {
     })
     .await;
     let id = create_session(&tp).await;
-    let mut stream = TcpStream::connect(tp.addr).await.unwrap();
-    let head = format!(
-        "POST /v1/sessions/{id}/upload?stream=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut stream = start_upload(&tp, &id, 100_000_000).await;
     // A slow sender: far less than the declared body within the time limit.
     let started = Instant::now();
     for _ in 0..15 {
@@ -424,10 +432,10 @@ async fn an_upload_past_its_time_limit_is_cut_off_with_time_exceeded() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let text = read_response(&mut stream).await;
-    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert_eq!(
-        error_code(text.split("\r\n\r\n").nth(1).unwrap()),
-        ErrorCode::TimeExceeded
+        status_and_code(&text),
+        (408, ErrorCode::TimeExceeded),
+        "{text}"
     );
     assert!(started.elapsed() < Duration::from_secs(4));
     assert_eq!(metric(&tp, "ispeed_streams_cut_off_total").await, 1);
