@@ -36,11 +36,27 @@ pub enum ErrorCode {
     ShuttingDown,
     /// An unexpected server fault.
     Internal,
+    /// Collector: the receipt's signing key is not an approved test point.
+    UnknownTestPoint,
+    /// Collector: the receipt's signature does not verify (forged or tampered).
+    BadSignature,
+    /// Collector: this receipt already backs a different result.
+    ReceiptReused,
+    /// Collector: the receipt is older than the collector accepts.
+    ReceiptExpired,
+    /// Collector: a value is physically impossible (negative, NaN, above line rate).
+    ImpossibleValue,
+    /// Collector: a result with this id exists with different content.
+    ResultConflict,
+    /// Collector: a unit, ISP or period named in the request does not exist.
+    UnknownUnit,
+    /// Collector: the store cannot take writes right now; retry later.
+    StoreUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive listings (metrics, documentation, tests).
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::UnknownSession,
         ErrorCode::SessionExpired,
         ErrorCode::SessionFinished,
@@ -56,6 +72,14 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
+        ErrorCode::UnknownTestPoint,
+        ErrorCode::BadSignature,
+        ErrorCode::ReceiptReused,
+        ErrorCode::ReceiptExpired,
+        ErrorCode::ImpossibleValue,
+        ErrorCode::ResultConflict,
+        ErrorCode::UnknownUnit,
+        ErrorCode::StoreUnavailable,
     ];
 
     /// The HTTP status this code is sent with.
@@ -71,6 +95,13 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => 431,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Internal => 500,
+            ErrorCode::UnknownTestPoint
+            | ErrorCode::BadSignature
+            | ErrorCode::ReceiptExpired
+            | ErrorCode::ImpossibleValue => 422,
+            ErrorCode::ReceiptReused | ErrorCode::ResultConflict => 409,
+            ErrorCode::UnknownUnit => 404,
+            ErrorCode::StoreUnavailable => 503,
         }
     }
 
@@ -92,6 +123,14 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::UnknownTestPoint => "unknown_test_point",
+            ErrorCode::BadSignature => "bad_signature",
+            ErrorCode::ReceiptReused => "receipt_reused",
+            ErrorCode::ReceiptExpired => "receipt_expired",
+            ErrorCode::ImpossibleValue => "impossible_value",
+            ErrorCode::ResultConflict => "result_conflict",
+            ErrorCode::UnknownUnit => "unknown_unit",
+            ErrorCode::StoreUnavailable => "store_unavailable",
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod consts;
 pub mod error;
 pub mod receipt;
+pub mod results;
 pub mod wire;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};

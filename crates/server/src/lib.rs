@@ -82,8 +82,6 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let key = key::load_or_create(&config.key_file)?;
-    let payload = payload::PayloadPool::generate().map_err(ServerError::Payload)?;
     let bound = listeners
         .iter()
         .map(TcpListener::local_addr)
@@ -91,21 +89,36 @@ pub async fn run(
         .map_err(ServerError::Listener)?;
     let grace = config.shutdown_grace;
     let sessions_end = shutdown.child_token();
-    let state = AppState::new(config, key, payload, bound.clone(), sessions_end.clone());
+    let state = prepare(config, bound.clone(), sessions_end.clone())?;
     tracing::info!(addresses = ?bound, public_key = %state.public_key, "test point listening");
-    serve(listeners, state, shutdown, sessions_end, grace).await;
+    let router = app(state.clone());
+    serve(listeners, state, router, shutdown, sessions_end, grace).await;
     Ok(())
 }
 
-/// The accept loops and connection tasks for a prepared state.
+/// Prepares a test point's state (key loaded or created, payload generated)
+/// for embedding in another service that calls [`serve`] with its own router.
+pub fn prepare(
+    config: ServerConfig,
+    bound: Vec<SocketAddr>,
+    sessions_end: CancellationToken,
+) -> Result<AppState, ServerError> {
+    let key = key::load_or_create(&config.key_file)?;
+    let payload = payload::PayloadPool::generate().map_err(ServerError::Payload)?;
+    Ok(AppState::new(config, key, payload, bound, sessions_end))
+}
+
+/// The accept loops and connection tasks for a prepared state. `router` is
+/// [`app`]`(state)` or a larger router that falls back to it; every request
+/// carries a [`ConnInfo`] extension.
 pub async fn serve(
     listeners: Vec<TcpListener>,
     state: AppState,
+    router: axum::Router,
     shutdown: CancellationToken,
     sessions_end: CancellationToken,
     grace: Duration,
 ) {
-    let router = app(state.clone());
     let connections = TaskTracker::new();
     let force_close = CancellationToken::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());

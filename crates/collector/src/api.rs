@@ -1,0 +1,455 @@
+//! HTTP handlers of the collector and the router that binds them.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ispeed_analytics::Level;
+use ispeed_enrich::{Isp, Province, Ward};
+use ispeed_proto::results::{
+    paths, AccessKind, StoredResult, SubmitResult, TestPointEntry, TestPoints, DEVICE_HEADER,
+};
+use ispeed_proto::ErrorCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::ApiFailure;
+use crate::period::{Month, Period};
+use crate::rollup::NATION_CODE;
+use crate::state::CollectorState;
+use crate::stats::{self, Filters, StatsRow};
+use crate::verify::device_hash;
+
+/// The OpenAPI 3 description of this API, served verbatim.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+/// The collector's router. Unknown paths get a typed 404; `ispeed serve`
+/// replaces that fallback with the local test point's router.
+pub fn app(state: CollectorState) -> Router {
+    routes(state).fallback(not_found)
+}
+
+/// The collector's routes without a fallback.
+pub fn routes(state: CollectorState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .route(paths::RESULTS, post(submit_result))
+        .route("/api/v1/results/{id}", get(get_result))
+        .route(paths::TEST_POINTS, get(test_points))
+        .route(paths::STATS, get(stats_handler))
+        .route(paths::STATS_CHILDREN, get(children_handler))
+        .route(paths::STATS_TIMESERIES, get(timeseries_handler))
+        .route(paths::UNITS, get(units))
+        .route(paths::ISPS, get(isps))
+        .route(paths::OPENAPI, get(openapi))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiFailure {
+    ApiFailure::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiFailure {
+    ApiFailure::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this endpoint",
+    )
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        OPENAPI_JSON,
+    )
+        .into_response()
+}
+
+async fn submit_result(
+    State(state): State<CollectorState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<StoredResult>), ApiFailure> {
+    let body = body.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiFailure::new(
+                ErrorCode::PayloadTooLarge,
+                format!("a result must be at most {} bytes", state.config.max_body_bytes),
+            )
+        }
+        other => ApiFailure::bad_request(format!("cannot read the body: {other}")),
+    })?;
+    let submission: SubmitResult = serde_json::from_slice(&body)
+        .map_err(|e| ApiFailure::new(ErrorCode::MalformedJson, format!("invalid result: {e}")))?;
+    let (status, stored) = state.submit(submission, now_ms()).await?;
+    Ok((status, Json(stored)))
+}
+
+async fn get_result(
+    State(state): State<CollectorState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<StoredResult>, ApiFailure> {
+    let Path(id) = id.map_err(|e| ApiFailure::bad_request(e.to_string()))?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiFailure::bad_request("id must be a UUID"))?;
+    let device = headers
+        .get(DEVICE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiFailure::bad_request(format!("the {DEVICE_HEADER} header names the submitting device"))
+        })?;
+    let hidden = || ApiFailure::new(ErrorCode::NotFound, "no result with this id for this device");
+    let row = state.store.get(id).await?.ok_or_else(hidden)?;
+    // Only the submitting device may read a result; others learn nothing,
+    // not even that it exists.
+    if row.device_hash != device_hash(state.device_key(), device) {
+        return Err(hidden());
+    }
+    Ok(Json(row.record))
+}
+
+async fn test_points(
+    State(state): State<CollectorState>,
+) -> Result<Json<TestPoints>, ApiFailure> {
+    let test_points = state
+        .store
+        .test_points()
+        .await?
+        .into_iter()
+        .filter(|tp| tp.approved)
+        .map(|tp| TestPointEntry {
+            id: tp.id,
+            url: tp.url,
+            public_key: tp.public_key,
+            name: tp.name,
+            province_code: tp.province_code,
+        })
+        .collect();
+    Ok(Json(TestPoints { test_points }))
+}
+
+/// Query string of the statistics endpoints; every field is checked by hand
+/// so that each mistake gets its own typed message.
+#[derive(Debug, Default, Deserialize)]
+struct StatsParams {
+    level: Option<String>,
+    code: Option<String>,
+    period: Option<String>,
+    isp: Option<String>,
+    access: Option<String>,
+    ip: Option<String>,
+}
+
+/// A checked statistics request.
+struct Resolved {
+    level: Level,
+    code: String,
+    /// The unit's parent key in the cell table.
+    parent: String,
+    name: String,
+    period: Period,
+    period_text: String,
+    filters: Filters,
+}
+
+fn resolve(state: &CollectorState, params: StatsParams) -> Result<Resolved, ApiFailure> {
+    let level = match params.level.as_deref() {
+        Some("nation") | None => Level::Nation,
+        Some("province") => Level::Province,
+        Some("ward") => Level::Ward,
+        Some(other) => {
+            return Err(ApiFailure::bad_request(format!(
+                "level must be nation, province or ward, not {other:?}"
+            )))
+        }
+    };
+    let units = &state.enricher.units;
+    let (code, parent, name) = match level {
+        Level::Nation => {
+            if params.code.as_deref().is_some_and(|c| c != NATION_CODE) {
+                return Err(ApiFailure::new(
+                    ErrorCode::UnknownUnit,
+                    format!("the nation's code is {NATION_CODE}"),
+                ));
+            }
+            (NATION_CODE.to_owned(), String::new(), "Việt Nam".to_owned())
+        }
+        Level::Province => {
+            let code = params
+                .code
+                .ok_or_else(|| ApiFailure::bad_request("code is required for level=province"))?;
+            let province = units.province(&code).ok_or_else(|| {
+                ApiFailure::new(ErrorCode::UnknownUnit, format!("no province with code {code:?}"))
+            })?;
+            (code, String::new(), province.name.clone())
+        }
+        Level::Ward => {
+            let code = params
+                .code
+                .ok_or_else(|| ApiFailure::bad_request("code is required for level=ward"))?;
+            let ward = units.ward(&code).ok_or_else(|| {
+                ApiFailure::new(ErrorCode::UnknownUnit, format!("no ward with code {code:?}"))
+            })?;
+            (code, ward.province_code.clone(), ward.name.clone())
+        }
+    };
+    let period_text = params
+        .period
+        .unwrap_or_else(|| Month::of_unix_ms(now_ms()).to_string());
+    let period = Period::parse(&period_text, now_ms()).ok_or_else(|| {
+        ApiFailure::bad_request(format!(
+            "period must be YYYY-MM, YYYY-Qn or 12m, not {period_text:?}"
+        ))
+    })?;
+    let isp = match params.isp {
+        Some(isp) if isp != stats::ALL_ISPS => {
+            if !state.enricher.isps.isps().iter().any(|known| known.id == isp) {
+                return Err(ApiFailure::new(
+                    ErrorCode::UnknownUnit,
+                    format!("no ISP with id {isp:?}; see {}", paths::ISPS),
+                ));
+            }
+            Some(isp)
+        }
+        _ => None,
+    };
+    let access = match params.access {
+        Some(text) => Some(AccessKind::parse(&text).ok_or_else(|| {
+            ApiFailure::bad_request("access must be mobile, fixed or unknown")
+        })?),
+        None => None,
+    };
+    let ip = match params.ip.as_deref() {
+        Some("4") => Some(4),
+        Some("6") => Some(6),
+        Some(_) => return Err(ApiFailure::bad_request("ip must be 4 or 6")),
+        None => None,
+    };
+    Ok(Resolved {
+        level,
+        code,
+        parent,
+        name,
+        period,
+        period_text,
+        filters: Filters { isp, access, ip },
+    })
+}
+
+fn query_params(
+    params: Result<Query<StatsParams>, QueryRejection>,
+) -> Result<StatsParams, ApiFailure> {
+    params
+        .map(|Query(p)| p)
+        .map_err(|e| ApiFailure::bad_request(format!("invalid query: {}", e.body_text())))
+}
+
+/// Response of `GET /api/v1/stats`.
+#[derive(Debug, Serialize)]
+pub struct StatsResponse {
+    pub level: Level,
+    pub code: String,
+    pub name: String,
+    pub period: String,
+    pub months: Vec<String>,
+    pub filters: Filters,
+    pub rows: Vec<StatsRow>,
+}
+
+async fn stats_handler(
+    State(state): State<CollectorState>,
+    params: Result<Query<StatsParams>, QueryRejection>,
+) -> Result<Json<StatsResponse>, ApiFailure> {
+    let r = resolve(&state, query_params(params)?)?;
+    let cells = state
+        .store
+        .cells(stats::unit_query(r.level, &r.code, &r.parent, r.period))
+        .await?;
+    let rows = stats::rows(
+        &cells,
+        &r.filters,
+        r.level,
+        r.period.months,
+        &state.config.thresholds,
+    );
+    Ok(Json(StatsResponse {
+        level: r.level,
+        code: r.code,
+        name: r.name,
+        period: r.period_text,
+        months: r.period.months().map(|m| m.to_string()).collect(),
+        filters: r.filters,
+        rows,
+    }))
+}
+
+/// One child unit in `GET /api/v1/stats/children`.
+#[derive(Debug, Serialize)]
+pub struct ChildStats {
+    pub code: String,
+    pub name: String,
+    pub rows: Vec<StatsRow>,
+}
+
+/// Response of `GET /api/v1/stats/children`: every child unit, with or without samples.
+#[derive(Debug, Serialize)]
+pub struct ChildrenResponse {
+    pub level: Level,
+    pub code: String,
+    pub name: String,
+    pub child_level: Level,
+    pub period: String,
+    pub months: Vec<String>,
+    pub filters: Filters,
+    pub children: Vec<ChildStats>,
+}
+
+async fn children_handler(
+    State(state): State<CollectorState>,
+    params: Result<Query<StatsParams>, QueryRejection>,
+) -> Result<Json<ChildrenResponse>, ApiFailure> {
+    let r = resolve(&state, query_params(params)?)?;
+    let query = stats::children_query(r.level, &r.code, r.period)
+        .ok_or_else(|| ApiFailure::bad_request("a ward has no child units"))?;
+    let child_level = query.level;
+    let mut groups = stats::by_code(state.store.cells(query).await?);
+    let units = &state.enricher.units;
+    let children_units: Vec<(String, String)> = match r.level {
+        Level::Nation => units
+            .provinces()
+            .iter()
+            .map(|p| (p.code.clone(), p.name.clone()))
+            .collect(),
+        _ => units
+            .wards_of(&r.code)
+            .map(|w| (w.code.clone(), w.name.clone()))
+            .collect(),
+    };
+    let thresholds = state.config.thresholds;
+    let months = r.period.months;
+    let children = children_units
+        .into_iter()
+        .map(|(code, name)| {
+            let cells = groups.remove(&code).unwrap_or_default();
+            let rows = stats::rows(&cells, &r.filters, child_level, months, &thresholds);
+            ChildStats { code, name, rows }
+        })
+        .collect();
+    Ok(Json(ChildrenResponse {
+        level: r.level,
+        code: r.code,
+        name: r.name,
+        child_level,
+        period: r.period_text,
+        months: r.period.months().map(|m| m.to_string()).collect(),
+        filters: r.filters,
+        children,
+    }))
+}
+
+/// One month of a series.
+#[derive(Debug, Serialize)]
+pub struct SeriesPoint {
+    pub month: String,
+    pub row: StatsRow,
+}
+
+/// Response of `GET /api/v1/stats/timeseries`.
+#[derive(Debug, Serialize)]
+pub struct TimeseriesResponse {
+    pub level: Level,
+    pub code: String,
+    pub name: String,
+    pub period: String,
+    pub filters: Filters,
+    pub points: Vec<SeriesPoint>,
+}
+
+async fn timeseries_handler(
+    State(state): State<CollectorState>,
+    params: Result<Query<StatsParams>, QueryRejection>,
+) -> Result<Json<TimeseriesResponse>, ApiFailure> {
+    let mut params = query_params(params)?;
+    params.period.get_or_insert_with(|| "12m".to_owned());
+    let r = resolve(&state, params)?;
+    let cells = state
+        .store
+        .cells(stats::unit_query(r.level, &r.code, &r.parent, r.period))
+        .await?;
+    let points = stats::series(&cells, &r.filters, r.level, r.period, &state.config.thresholds)
+        .into_iter()
+        .map(|(month, row)| SeriesPoint {
+            month: month.to_string(),
+            row,
+        })
+        .collect();
+    Ok(Json(TimeseriesResponse {
+        level: r.level,
+        code: r.code,
+        name: r.name,
+        period: r.period_text,
+        filters: r.filters,
+        points,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UnitsParams {
+    province: Option<String>,
+}
+
+/// Response of `GET /api/v1/units`.
+#[derive(Debug, Serialize)]
+pub struct UnitsResponse {
+    pub provinces: Vec<Province>,
+    pub wards: Vec<Ward>,
+}
+
+async fn units(
+    State(state): State<CollectorState>,
+    params: Result<Query<UnitsParams>, QueryRejection>,
+) -> Result<Json<UnitsResponse>, ApiFailure> {
+    let Query(params) =
+        params.map_err(|e| ApiFailure::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let units = &state.enricher.units;
+    let response = match params.province {
+        Some(code) => {
+            let province = units.province(&code).ok_or_else(|| {
+                ApiFailure::new(ErrorCode::UnknownUnit, format!("no province with code {code:?}"))
+            })?;
+            UnitsResponse {
+                provinces: vec![province.clone()],
+                wards: units.wards_of(&code).cloned().collect(),
+            }
+        }
+        None => UnitsResponse {
+            provinces: units.provinces().to_vec(),
+            wards: units.wards().to_vec(),
+        },
+    };
+    Ok(Json(response))
+}
+
+/// Response of `GET /api/v1/isps`.
+#[derive(Debug, Serialize)]
+pub struct IspsResponse {
+    pub isps: Vec<Isp>,
+}
+
+async fn isps(State(state): State<CollectorState>) -> Json<IspsResponse> {
+    Json(IspsResponse {
+        isps: state.enricher.isps.isps().to_vec(),
+    })
+}

@@ -1,0 +1,150 @@
+//! The ispeed collector: receives results with their signed receipts,
+//! verifies them (approved key, signature, age, one result per receipt,
+//! physically possible values), enriches them (ISP from the address the
+//! test point saw, ward and province from coordinates), stores them
+//! durably, keeps mergeable rollups and answers statistics from them.
+//!
+//! A service is [`app`]`(state) -> Router` plus [`run`]`(listeners, config,
+//! shutdown)`. This crate must never publish a client-reported number
+//! (published values come from receipts), never acknowledge a result before
+//! it is durable, never store a raw device id or a full client address, and
+//! never block an async worker thread on the database.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod period;
+pub mod rollup;
+pub mod state;
+pub mod stats;
+pub mod store;
+pub mod verify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use api::{app, routes};
+pub use config::{CollectorConfig, RawConfig};
+pub use state::{CollectorError, CollectorState};
+pub use store::sqlite::{SqliteOptions, SqliteStore};
+pub use store::Store;
+
+use store::TestPointRecord;
+
+/// What `ispeed serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub collector: CollectorConfig,
+    /// The local test point, if any.
+    pub test_point: Option<ispeed_server::ServerConfig>,
+    /// Separate addresses for the local test point; empty = share the
+    /// collector's listeners.
+    pub test_listen: Vec<SocketAddr>,
+}
+
+/// Opens the embedded store under the configured data directory.
+pub async fn open_sqlite(config: &CollectorConfig) -> Result<Arc<dyn Store>, CollectorError> {
+    let dir: PathBuf = config.data.clone();
+    let options = SqliteOptions {
+        heavy_tester_cap: config.heavy_tester_cap,
+        max_batch: config.max_batch,
+    };
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, options))
+        .await
+        .map_err(|e| store::StoreError::Open(e.to_string()))??;
+    Ok(Arc::new(store))
+}
+
+fn local_addrs(listeners: &[TcpListener]) -> Result<Vec<SocketAddr>, CollectorError> {
+    listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(CollectorError::Listener)
+}
+
+/// Runs the collector (and the local test point) until `shutdown`.
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    config: ServeConfig,
+    shutdown: CancellationToken,
+) -> Result<(), CollectorError> {
+    let store = open_sqlite(&config.collector).await?;
+    let state = CollectorState::open(config.collector.clone(), store).await?;
+    let bound = local_addrs(&listeners)?;
+    tracing::info!(addresses = ?bound, data = %config.collector.data.display(), "collector listening");
+    let Some(tp_config) = config.test_point else {
+        serve_plain(listeners, app(state), shutdown).await;
+        return Ok(());
+    };
+    let grace = tp_config.shutdown_grace;
+    let sessions_end = shutdown.child_token();
+    let (tp_listeners, url) = if config.test_listen.is_empty() {
+        (None, "/".to_owned())
+    } else {
+        let tp_listeners = ispeed_server::bind(&config.test_listen).map_err(CollectorError::Listener)?;
+        let url = format!("http://{}", local_addrs(&tp_listeners)?[0]);
+        (Some(tp_listeners), url)
+    };
+    let tp_bound = match &tp_listeners {
+        Some(l) => local_addrs(l)?,
+        None => bound.clone(),
+    };
+    let test_point = ispeed_server::prepare(tp_config.clone(), tp_bound, sessions_end.clone())?;
+    state
+        .register_test_point(TestPointRecord {
+            id: tp_config.test_point_id.clone(),
+            public_key: test_point.public_key.clone(),
+            url,
+            name: Some("local test point".to_owned()),
+            province_code: None,
+            line_rate_mbps: tp_config.line_rate_mbps,
+            approved: true,
+        })
+        .await?;
+    tracing::info!(id = %tp_config.test_point_id, public_key = %test_point.public_key, "local test point registered");
+    match tp_listeners {
+        None => {
+            let router = routes(state).fallback_service(ispeed_server::app(test_point.clone()));
+            ispeed_server::serve(listeners, test_point, router, shutdown, sessions_end, grace).await;
+        }
+        Some(tp_listeners) => {
+            let router = ispeed_server::app(test_point.clone());
+            let tp_task = tokio::spawn(ispeed_server::serve(
+                tp_listeners,
+                test_point,
+                router,
+                shutdown.clone(),
+                sessions_end,
+                grace,
+            ));
+            serve_plain(listeners, app(state), shutdown).await;
+            let _ = tp_task.await;
+        }
+    }
+    Ok(())
+}
+
+/// Serves a router on listeners with graceful shutdown.
+async fn serve_plain(listeners: Vec<TcpListener>, router: axum::Router, shutdown: CancellationToken) {
+    let tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            let router = router.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}

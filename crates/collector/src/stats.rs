@@ -1,0 +1,147 @@
+//! Statistics answered from rollup cells: merge the cells a question covers,
+//! then summarise the merged sketches.
+
+use std::collections::BTreeMap;
+
+use ispeed_analytics::{sufficiency, Flag, Level, Summary, Thresholds};
+use ispeed_proto::results::AccessKind;
+use serde::Serialize;
+
+use crate::period::{Month, Period};
+use crate::rollup::{Cell, CellKey, Grain, NATION_CODE};
+use crate::store::CellQuery;
+
+/// The ISP name of the row that merges every ISP.
+pub const ALL_ISPS: &str = "all";
+
+/// Filters beside the unit and period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Filters {
+    pub isp: Option<String>,
+    pub access: Option<AccessKind>,
+    pub ip: Option<u8>,
+}
+
+impl Filters {
+    fn admits(&self, key: &CellKey) -> bool {
+        self.isp.as_deref().is_none_or(|isp| isp == key.isp)
+            && self.access.is_none_or(|a| a == key.access)
+            && self.ip.is_none_or(|ip| ip == key.ip_version)
+    }
+}
+
+/// Figures for one ISP (or all) in one unit and period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsRow {
+    pub isp: String,
+    /// Results counted (after the heavy-tester cap).
+    pub n: u64,
+    /// Distinct devices behind them (estimated beyond 128, see spec/statistics.md).
+    pub devices: u64,
+    pub download_mbps: Summary,
+    pub upload_mbps: Summary,
+    pub latency_ms: Summary,
+    pub flags: Vec<Flag>,
+}
+
+/// The cells one unit needs: month cells at its level.
+pub fn unit_query(level: Level, code: &str, parent: &str, period: Period) -> CellQuery {
+    CellQuery {
+        grain: Grain::Month,
+        periods: period.months().map(|m| m.0).collect(),
+        level,
+        parent: Some(parent.to_owned()),
+        code: Some(code.to_owned()),
+    }
+}
+
+/// The cells of a unit's children: all provinces (nation) or a province's wards.
+pub fn children_query(level: Level, code: &str, period: Period) -> Option<CellQuery> {
+    let (child_level, parent) = match level {
+        Level::Nation => (Level::Province, String::new()),
+        Level::Province => (Level::Ward, code.to_owned()),
+        Level::Ward => return None,
+    };
+    Some(CellQuery {
+        grain: Grain::Month,
+        periods: period.months().map(|m| m.0).collect(),
+        level: child_level,
+        parent: Some(parent),
+        code: None,
+    })
+}
+
+/// The parent key of a unit at its level, for [`unit_query`].
+pub fn nation_code() -> &'static str {
+    NATION_CODE
+}
+
+/// One row per ISP present plus the all-ISP row first (when no ISP filter).
+pub fn rows(
+    cells: &[(CellKey, Cell)],
+    filters: &Filters,
+    level: Level,
+    months: u32,
+    thresholds: &Thresholds,
+) -> Vec<StatsRow> {
+    let mut by_isp: BTreeMap<&str, Cell> = BTreeMap::new();
+    let mut all = Cell::default();
+    for (key, cell) in cells.iter().filter(|(key, _)| filters.admits(key)) {
+        by_isp.entry(&key.isp).or_default().merge(cell);
+        all.merge(cell);
+    }
+    let mut out = Vec::with_capacity(by_isp.len() + 1);
+    let all_name = filters.isp.as_deref().unwrap_or(ALL_ISPS);
+    out.push(row(all_name, &all, level, months, thresholds));
+    if filters.isp.is_none() {
+        for (isp, cell) in &by_isp {
+            out.push(row(isp, cell, level, months, thresholds));
+        }
+    }
+    out
+}
+
+/// Groups children cells by unit code.
+pub fn by_code(cells: Vec<(CellKey, Cell)>) -> BTreeMap<String, Vec<(CellKey, Cell)>> {
+    let mut groups: BTreeMap<String, Vec<(CellKey, Cell)>> = BTreeMap::new();
+    for (key, cell) in cells {
+        groups.entry(key.code.clone()).or_default().push((key, cell));
+    }
+    groups
+}
+
+/// The all-ISP (or filtered ISP) row of each month of a series.
+pub fn series(
+    cells: &[(CellKey, Cell)],
+    filters: &Filters,
+    level: Level,
+    period: Period,
+    thresholds: &Thresholds,
+) -> Vec<(Month, StatsRow)> {
+    period
+        .months()
+        .map(|month| {
+            let mut merged = Cell::default();
+            for (key, cell) in cells {
+                if key.period == month.0 && filters.admits(key) {
+                    merged.merge(cell);
+                }
+            }
+            let name = filters.isp.as_deref().unwrap_or(ALL_ISPS);
+            (month, row(name, &merged, level, 1, thresholds))
+        })
+        .collect()
+}
+
+fn row(isp: &str, cell: &Cell, level: Level, months: u32, thresholds: &Thresholds) -> StatsRow {
+    let devices = cell.devices.estimate();
+    StatsRow {
+        isp: isp.to_owned(),
+        n: cell.n,
+        devices,
+        download_mbps: Summary::from_sketch(&cell.download, devices),
+        upload_mbps: Summary::from_sketch(&cell.upload, devices),
+        latency_ms: Summary::from_sketch(&cell.latency, devices),
+        flags: sufficiency(level, cell.n, months, thresholds),
+    }
+}

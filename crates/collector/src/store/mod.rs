@@ -1,0 +1,202 @@
+//! The durable store behind the collector: raw results, rollup cells, the
+//! registry of approved test points. [`Store`] is what callers use;
+//! [`sqlite::SqliteStore`] is the embedded implementation and a PostgreSQL
+//! one can be added beside it without touching callers.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use ispeed_analytics::Level;
+use ispeed_proto::results::{
+    Access, ClientInfo, ClientMetrics, ImplausibleReason, Location, PlaceSource,
+    PublishedMetrics, ResultStatus, StoredResult,
+};
+use uuid::Uuid;
+
+use crate::rollup::{Cell, CellKey, Contribution, Grain};
+
+/// A verified, enriched result ready to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewResult {
+    pub result_id: Uuid,
+    /// SHA-256 of the submission as received (re-serialised), to tell an
+    /// idempotent retry from a different result reusing the id.
+    pub body_hash: [u8; 32],
+    pub received_at_ms: u64,
+    pub measured_at_ms: u64,
+    /// ICT day the test started, by the test point's clock.
+    pub day: i32,
+    /// Keyed hash of the device id; the raw id is never stored.
+    pub device_hash: [u8; 16],
+    pub client: ClientInfo,
+    pub access: Access,
+    pub test_point_id: String,
+    pub session_id: String,
+    pub ip_version: u8,
+    /// Client address truncated to /24 (IPv4) or /48 (IPv6).
+    pub client_net: String,
+    pub asn: Option<u32>,
+    pub isp: String,
+    /// Raw position: for admins only, never published.
+    pub location: Option<Location>,
+    pub ward_chosen: Option<String>,
+    pub province_code: Option<String>,
+    pub ward_code: Option<String>,
+    pub place_source: PlaceSource,
+    pub metrics: PublishedMetrics,
+    pub client_metrics: ClientMetrics,
+    pub status: ResultStatus,
+    pub reasons: Vec<ImplausibleReason>,
+    pub receipt: String,
+}
+
+impl NewResult {
+    pub fn device_hash64(&self) -> u64 {
+        u64::from_le_bytes(self.device_hash[..8].try_into().expect("16 bytes"))
+    }
+
+    pub fn contribution(&self) -> Contribution<'_> {
+        Contribution {
+            day: self.day,
+            province_code: self.province_code.as_deref(),
+            ward_code: self.ward_code.as_deref(),
+            isp: &self.isp,
+            access: self.access.kind(),
+            ip_version: self.ip_version,
+            device_hash: self.device_hash64(),
+            download_mbps: self.metrics.download_mbps,
+            upload_mbps: self.metrics.upload_mbps,
+            latency_ms: self.metrics.latency_ms,
+        }
+    }
+
+    /// The record as the submitting device sees it.
+    pub fn stored(&self, counted: bool) -> StoredResult {
+        StoredResult {
+            result_id: self.result_id,
+            received_at_ms: self.received_at_ms,
+            measured_at_ms: self.measured_at_ms,
+            client: self.client.clone(),
+            access: self.access,
+            test_point_id: self.test_point_id.clone(),
+            ip_version: self.ip_version,
+            asn: self.asn,
+            isp: self.isp.clone(),
+            province_code: self.province_code.clone(),
+            ward_code: self.ward_code.clone(),
+            place_source: self.place_source,
+            metrics: self.metrics,
+            status: self.status,
+            reasons: self.reasons.clone(),
+            counted,
+        }
+    }
+}
+
+/// What happened to one submitted result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertOutcome {
+    /// Stored now, durably.
+    Created(StoredResult),
+    /// The same result was already stored (an idempotent retry).
+    Existing(StoredResult),
+    /// A different result already uses this id.
+    Conflict,
+    /// Another result already carries this receipt.
+    ReceiptReused,
+}
+
+/// A stored result with what only admins and the submitter may see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    pub record: StoredResult,
+    pub device_hash: [u8; 16],
+    pub body_hash: [u8; 32],
+}
+
+/// Which cells to read: one grain, a set of periods, one level, and
+/// optionally one parent (a province's wards) or one code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellQuery {
+    pub grain: Grain,
+    pub periods: Vec<i32>,
+    pub level: Level,
+    pub parent: Option<String>,
+    pub code: Option<String>,
+}
+
+/// One counted result's published values, for exact reference computations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountedValues {
+    pub day: i32,
+    pub province_code: Option<String>,
+    pub ward_code: Option<String>,
+    pub isp: String,
+    pub access: String,
+    pub ip_version: u8,
+    pub device_hash: [u8; 16],
+    pub download_mbps: Option<f64>,
+    pub upload_mbps: Option<f64>,
+    pub latency_ms: Option<f64>,
+}
+
+/// A test point whose receipts the collector accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestPointRecord {
+    pub id: String,
+    /// Unpadded base64url Ed25519 key.
+    pub public_key: String,
+    /// Absolute, or relative to the collector (`/` for a local test point).
+    pub url: String,
+    pub name: Option<String>,
+    pub province_code: Option<String>,
+    /// Physical upper bound of any rate it can measure.
+    pub line_rate_mbps: f64,
+    pub approved: bool,
+}
+
+/// Counts after `rebuild-rollups`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub results: u64,
+    pub counted: u64,
+    pub cells: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store has shut down")]
+    Closed,
+    #[error("cannot open the store: {0}")]
+    Open(String),
+}
+
+/// The collector's storage. Implementations must make a result durable
+/// before `insert` returns `Created`, and must never block the async runtime.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a batch; outcomes are in input order. Results are counted
+    /// toward statistics (and added to rollups) in ingest order, at most
+    /// `cap` per device per day.
+    async fn insert(&self, results: Vec<NewResult>) -> Result<Vec<InsertOutcome>, StoreError>;
+    async fn get(&self, result_id: Uuid) -> Result<Option<StoredRow>, StoreError>;
+    async fn cells(&self, query: CellQuery) -> Result<Vec<(CellKey, Cell)>, StoreError>;
+    /// Counted results' values for a month range (exact reference; scans raw rows).
+    async fn counted_values(
+        &self,
+        first_day: i32,
+        last_day: i32,
+    ) -> Result<Vec<CountedValues>, StoreError>;
+    /// Recomputes every rollup cell and the per-device daily counts from
+    /// the raw results, in ingest order.
+    async fn rebuild_rollups(&self) -> Result<RebuildReport, StoreError>;
+    async fn upsert_test_point(&self, test_point: TestPointRecord) -> Result<(), StoreError>;
+    async fn test_points(&self) -> Result<Vec<TestPointRecord>, StoreError>;
+    /// The secret that keys device hashes, created on first use.
+    async fn device_hash_key(&self) -> Result<[u8; 32], StoreError>;
+    async fn result_count(&self) -> Result<u64, StoreError>;
+}

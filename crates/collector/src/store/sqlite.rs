@@ -1,0 +1,882 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One writer thread owns the only writing connection and commits whatever
+//! has queued up while the previous commit was syncing, in one transaction
+//! (group commit): every result is durable (`synchronous = FULL`, the WAL is
+//! fsynced at each commit) before any caller is answered, and the cost of
+//! the fsync is shared by the whole batch. Reads use a small pool of
+//! read-only connections on the blocking thread pool. Nothing here ever
+//! blocks an async worker thread.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use async_trait::async_trait;
+use ispeed_proto::results::{
+    Access, ClientInfo, ClientKind, ImplausibleReason, PlaceSource, PublishedMetrics,
+    ResultStatus, StoredResult,
+};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{
+    CellQuery, CountedValues, InsertOutcome, NewResult, RebuildReport, Store, StoreError,
+    StoredRow, TestPointRecord,
+};
+use crate::period::Month;
+use crate::rollup::{level_to_i64, Cell, CellKey, Contribution, Grain};
+
+/// Versioned schema migrations, applied in order; `PRAGMA user_version`
+/// records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+/// Read-only connections kept for queries.
+const READERS: usize = 4;
+/// Decoded cells the writer keeps in memory (cleared when exceeded): the
+/// month cells of busy units are rewritten on every batch.
+const CELL_CACHE_LIMIT: usize = 200_000;
+
+/// Tuning of the embedded store.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteOptions {
+    /// At most this many results per device per day count toward statistics.
+    pub heavy_tester_cap: u32,
+    /// Most results committed in one transaction. `1` disables group commit
+    /// (one transaction, one fsync per result): the naive baseline.
+    pub max_batch: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            heavy_tester_cap: 3,
+            max_batch: 2048,
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Job {
+    Insert(Vec<NewResult>, Reply<Vec<InsertOutcome>>),
+    Rebuild(Reply<RebuildReport>),
+    UpsertTestPoint(TestPointRecord, Reply<()>),
+    DeviceKey(Reply<[u8; 32]>),
+}
+
+/// SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+fn db_error(error: rusqlite::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) `<dir>/ispeed.sqlite3`.
+    pub fn open(dir: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("ispeed.sqlite3");
+        let mut writer = Connection::open(&path).map_err(db_error)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = 10000;
+                 PRAGMA cache_size = -65536;",
+            )
+            .map_err(db_error)?;
+        migrate(&mut writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(open_reader(&path)?);
+        }
+        let (sender, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("ispeed-sqlite-writer".into())
+            .spawn(move || Writer::new(writer, options).run(receiver))
+            .map_err(|e| StoreError::Open(format!("cannot start writer thread: {e}")))?;
+        Ok(SqliteStore {
+            jobs: Mutex::new(sender),
+            readers: Arc::new(Mutex::new(readers)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .lock()
+            .expect("job sender lock")
+            .send(job(reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().expect("reader pool lock").pop();
+            let connection = match pooled {
+                Some(connection) => connection,
+                None => open_reader(&path)?,
+            };
+            let result = query(&connection);
+            let mut pool = readers.lock().expect("reader pool lock");
+            if pool.len() < READERS {
+                pool.push(connection);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db_error)?;
+    connection
+        .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -32768;")
+        .map_err(db_error)?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let applied: usize = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(db_error)?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Open(format!(
+            "database schema version {applied} is newer than this program ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = connection.transaction().map_err(db_error)?;
+        tx.execute_batch(migration).map_err(db_error)?;
+        tx.pragma_update(None, "user_version", index + 1)
+            .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+    }
+    Ok(())
+}
+
+struct Writer {
+    connection: Connection,
+    options: SqliteOptions,
+    cache: HashMap<CellKey, Cell>,
+}
+
+impl Writer {
+    fn new(connection: Connection, options: SqliteOptions) -> Writer {
+        Writer {
+            connection,
+            options,
+            cache: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        let mut pending: Option<Job> = None;
+        loop {
+            let job = match pending.take() {
+                Some(job) => job,
+                None => match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return, // every store handle dropped
+                },
+            };
+            match job {
+                Job::Insert(results, reply) => {
+                    let mut batch = vec![(results, reply)];
+                    let mut size: usize = batch[0].0.len();
+                    // Group commit: take what queued up while we were busy.
+                    while size < self.options.max_batch {
+                        match jobs.try_recv() {
+                            Ok(Job::Insert(results, reply)) => {
+                                size += results.len();
+                                batch.push((results, reply));
+                            }
+                            Ok(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.insert_batch(batch);
+                }
+                Job::Rebuild(reply) => {
+                    self.cache.clear();
+                    let result = self.rebuild();
+                    if result.is_err() {
+                        self.cache.clear();
+                    }
+                    let _ = reply.send(result);
+                }
+                Job::UpsertTestPoint(record, reply) => {
+                    let _ = reply.send(upsert_test_point(&self.connection, &record));
+                }
+                Job::DeviceKey(reply) => {
+                    let _ = reply.send(device_key(&self.connection));
+                }
+            }
+        }
+    }
+
+    fn insert_batch(&mut self, batch: Vec<(Vec<NewResult>, Reply<Vec<InsertOutcome>>)>) {
+        let cap = self.options.heavy_tester_cap;
+        let outcome = (|| -> Result<Vec<Vec<InsertOutcome>>, StoreError> {
+            let tx = self.connection.transaction().map_err(db_error)?;
+            let mut deltas: HashMap<CellKey, Cell> = HashMap::new();
+            let mut all = Vec::with_capacity(batch.len());
+            for (results, _) in &batch {
+                let mut outcomes = Vec::with_capacity(results.len());
+                for result in results {
+                    outcomes.push(insert_one(&tx, result, cap, &mut deltas)?);
+                }
+                all.push(outcomes);
+            }
+            flush_cells(&tx, &mut self.cache, deltas)?;
+            tx.commit().map_err(db_error)?;
+            Ok(all)
+        })();
+        match outcome {
+            Ok(all) => {
+                for ((_, reply), outcomes) in batch.into_iter().zip(all) {
+                    let _ = reply.send(Ok(outcomes));
+                }
+            }
+            Err(error) => {
+                // The transaction rolled back: the cache may hold its cells.
+                self.cache.clear();
+                tracing::error!(%error, "batch not stored");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Database(error.to_string())));
+                }
+            }
+        }
+        if self.cache.len() > CELL_CACHE_LIMIT {
+            self.cache.clear();
+        }
+    }
+
+    /// Recomputes `device_day`, `results.counted` and every cell, walking
+    /// results by day and ingest order (the cap depends only on the order
+    /// within a device's day). Day cells are flushed at each day's end and
+    /// month cells at each month's end, so memory stays bounded.
+    fn rebuild(&mut self) -> Result<RebuildReport, StoreError> {
+        let cap = self.options.heavy_tester_cap;
+        let tx = self.connection.transaction().map_err(db_error)?;
+        tx.execute_batch("DELETE FROM cells; DELETE FROM device_day;")
+            .map_err(db_error)?;
+        let mut report = RebuildReport {
+            results: 0,
+            counted: 0,
+            cells: 0,
+        };
+        let mut changed: Vec<(i64, bool)> = Vec::new();
+        {
+            let mut statement = tx
+                .prepare(
+                    "SELECT seq, day, device_hash, status, province_code, ward_code, isp,
+                            access_kind, ip_version, download_mbps, upload_mbps, latency_ms, counted
+                     FROM results ORDER BY day, seq",
+                )
+                .map_err(db_error)?;
+            let mut rows = statement.query([]).map_err(db_error)?;
+            let mut day_cells: HashMap<CellKey, Cell> = HashMap::new();
+            let mut month_cells: HashMap<CellKey, Cell> = HashMap::new();
+            let mut device_counts: HashMap<[u8; 16], u32> = HashMap::new();
+            let mut current_day: Option<i32> = None;
+            while let Some(row) = rows.next().map_err(db_error)? {
+                let day: i32 = row.get(1).map_err(db_error)?;
+                if current_day != Some(day) {
+                    if let Some(previous) = current_day {
+                        report.cells += write_cells(&tx, std::mem::take(&mut day_cells))?;
+                        write_device_counts(&tx, previous, std::mem::take(&mut device_counts))?;
+                        if Month::of_day(previous) != Month::of_day(day) {
+                            report.cells += write_cells(&tx, std::mem::take(&mut month_cells))?;
+                        }
+                    }
+                    current_day = Some(day);
+                }
+                report.results += 1;
+                let seq: i64 = row.get(0).map_err(db_error)?;
+                let device_hash = blob16(row, 2)?;
+                let status: String = row.get(3).map_err(db_error)?;
+                let was_counted: bool = row.get(12).map_err(db_error)?;
+                let counted = status == "accepted" && {
+                    let n = device_counts.entry(device_hash).or_insert(0);
+                    *n += 1;
+                    *n <= cap
+                };
+                if counted != was_counted {
+                    changed.push((seq, counted));
+                }
+                if !counted {
+                    continue;
+                }
+                report.counted += 1;
+                let province: Option<String> = row.get(4).map_err(db_error)?;
+                let ward: Option<String> = row.get(5).map_err(db_error)?;
+                let isp: String = row.get(6).map_err(db_error)?;
+                let access: String = row.get(7).map_err(db_error)?;
+                let contribution = Contribution {
+                    day,
+                    province_code: province.as_deref(),
+                    ward_code: ward.as_deref(),
+                    isp: &isp,
+                    access: parse_access_kind(&access)?,
+                    ip_version: row.get(8).map_err(db_error)?,
+                    device_hash: u64::from_le_bytes(device_hash[..8].try_into().expect("16")),
+                    download_mbps: row.get(9).map_err(db_error)?,
+                    upload_mbps: row.get(10).map_err(db_error)?,
+                    latency_ms: row.get(11).map_err(db_error)?,
+                };
+                for key in contribution.keys() {
+                    let cells = match key.grain {
+                        Grain::Day => &mut day_cells,
+                        Grain::Month => &mut month_cells,
+                    };
+                    cells.entry(key).or_default().add(&contribution);
+                }
+            }
+            if let Some(day) = current_day {
+                report.cells += write_cells(&tx, day_cells)?;
+                report.cells += write_cells(&tx, month_cells)?;
+                write_device_counts(&tx, day, device_counts)?;
+            }
+        }
+        for (seq, counted) in changed {
+            tx.execute(
+                "UPDATE results SET counted = ?1 WHERE seq = ?2",
+                params![counted, seq],
+            )
+            .map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)?;
+        Ok(report)
+    }
+}
+
+fn blob16(row: &Row<'_>, index: usize) -> Result<[u8; 16], StoreError> {
+    let bytes: Vec<u8> = row.get(index).map_err(db_error)?;
+    bytes
+        .try_into()
+        .map_err(|_| corrupt("device hash is not 16 bytes"))
+}
+
+fn write_device_counts(
+    tx: &Transaction<'_>,
+    day: i32,
+    counts: HashMap<[u8; 16], u32>,
+) -> Result<(), StoreError> {
+    let mut statement = tx
+        .prepare_cached("INSERT INTO device_day (device_hash, day, n) VALUES (?1, ?2, ?3)")
+        .map_err(db_error)?;
+    for (device, n) in counts {
+        statement
+            .execute(params![&device[..], day, n])
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+fn write_cells(tx: &Transaction<'_>, cells: HashMap<CellKey, Cell>) -> Result<u64, StoreError> {
+    let count = cells.len() as u64;
+    for (key, cell) in cells {
+        upsert_cell(tx, &key, &cell)?;
+    }
+    Ok(count)
+}
+
+fn upsert_cell(tx: &Transaction<'_>, key: &CellKey, cell: &Cell) -> Result<(), StoreError> {
+    let [download, upload, latency, devices] = cell.to_blobs();
+    tx.prepare_cached(
+        "INSERT INTO cells (grain, period, level, parent, code, isp, access, ip_version,
+                            n, download, upload, latency, devices)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT DO UPDATE SET n = excluded.n, download = excluded.download,
+             upload = excluded.upload, latency = excluded.latency, devices = excluded.devices",
+    )
+    .map_err(db_error)?
+    .execute(params![
+        key.grain.as_i64(),
+        key.period,
+        level_to_i64(key.level),
+        key.parent,
+        key.code,
+        key.isp,
+        key.access.as_str(),
+        key.ip_version,
+        cell.n as i64,
+        download,
+        upload,
+        latency,
+        devices
+    ])
+    .map_err(db_error)?;
+    Ok(())
+}
+
+fn load_cell(tx: &Transaction<'_>, key: &CellKey) -> Result<Option<Cell>, StoreError> {
+    let mut statement = tx
+        .prepare_cached(
+            "SELECT n, download, upload, latency, devices FROM cells
+             WHERE grain = ?1 AND period = ?2 AND level = ?3 AND parent = ?4 AND code = ?5
+               AND isp = ?6 AND access = ?7 AND ip_version = ?8",
+        )
+        .map_err(db_error)?;
+    let mut rows = statement
+        .query(params![
+            key.grain.as_i64(),
+            key.period,
+            level_to_i64(key.level),
+            key.parent,
+            key.code,
+            key.isp,
+            key.access.as_str(),
+            key.ip_version
+        ])
+        .map_err(db_error)?;
+    match rows.next().map_err(db_error)? {
+        Some(row) => Ok(Some(cell_from_row(row, 0)?)),
+        None => Ok(None),
+    }
+}
+
+fn cell_from_row(row: &Row<'_>, first: usize) -> Result<Cell, StoreError> {
+    let n: i64 = row.get(first).map_err(db_error)?;
+    let blob = |i: usize| -> Result<Vec<u8>, StoreError> { row.get(first + i).map_err(db_error) };
+    let (download, upload, latency, devices) = (blob(1)?, blob(2)?, blob(3)?, blob(4)?);
+    Cell::from_blobs(n as u64, [&download, &upload, &latency, &devices]).map_err(corrupt)
+}
+
+/// Merges a batch's cell deltas into the stored cells.
+fn flush_cells(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<CellKey, Cell>,
+    deltas: HashMap<CellKey, Cell>,
+) -> Result<(), StoreError> {
+    for (key, delta) in deltas {
+        let cell = match cache.get_mut(&key) {
+            Some(cell) => cell,
+            None => {
+                let stored = load_cell(tx, &key)?.unwrap_or_default();
+                cache.entry(key.clone()).or_insert(stored)
+            }
+        };
+        cell.merge(&delta);
+        upsert_cell(tx, &key, cell)?;
+    }
+    Ok(())
+}
+
+fn insert_one(
+    tx: &Transaction<'_>,
+    result: &NewResult,
+    cap: u32,
+    deltas: &mut HashMap<CellKey, Cell>,
+) -> Result<InsertOutcome, StoreError> {
+    let id = result.result_id.to_string();
+    let existing = tx
+        .prepare_cached(&format!(
+            "SELECT {STORED_COLUMNS} FROM results WHERE result_id = ?1"
+        ))
+        .map_err(db_error)?
+        .query_row([&id], |row| Ok(stored_from_row(row, 0)))
+        .optional()
+        .map_err(db_error)?
+        .transpose()?;
+    if let Some(stored) = existing {
+        return Ok(if stored.body_hash == result.body_hash {
+            InsertOutcome::Existing(stored.record)
+        } else {
+            InsertOutcome::Conflict
+        });
+    }
+    let receipt_used = tx
+        .prepare_cached("SELECT 1 FROM results WHERE test_point_id = ?1 AND session_id = ?2")
+        .map_err(db_error)?
+        .exists(params![result.test_point_id, result.session_id])
+        .map_err(db_error)?;
+    if receipt_used {
+        return Ok(InsertOutcome::ReceiptReused);
+    }
+    let counted = result.status == ResultStatus::Accepted && {
+        let n: u32 = tx
+            .prepare_cached(
+                "INSERT INTO device_day (device_hash, day, n) VALUES (?1, ?2, 1)
+                 ON CONFLICT DO UPDATE SET n = n + 1 RETURNING n",
+            )
+            .map_err(db_error)?
+            .query_row(params![&result.device_hash[..], result.day], |row| {
+                row.get(0)
+            })
+            .map_err(db_error)?;
+        n <= cap
+    };
+    tx.prepare_cached(
+        "INSERT INTO results (result_id, body_hash, received_at_ms, measured_at_ms, day,
+            device_hash, client_kind, client_version, access, access_kind, test_point_id,
+            session_id, ip_version, client_net, asn, isp, location, ward_chosen,
+            province_code, ward_code, place_source, download_mbps, upload_mbps, latency_ms,
+            jitter_ms, ipv6_capable, client_metrics, status, reasons, counted, receipt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+    )
+    .map_err(db_error)?
+    .execute(params![
+        id,
+        &result.body_hash[..],
+        result.received_at_ms as i64,
+        result.measured_at_ms as i64,
+        result.day,
+        &result.device_hash[..],
+        result.client.kind.as_str(),
+        result.client.version,
+        json(&result.access),
+        result.access.kind().as_str(),
+        result.test_point_id,
+        result.session_id,
+        result.ip_version,
+        result.client_net,
+        result.asn,
+        result.isp,
+        result.location.as_ref().map(json),
+        result.ward_chosen,
+        result.province_code,
+        result.ward_code,
+        place_source_str(result.place_source),
+        result.metrics.download_mbps,
+        result.metrics.upload_mbps,
+        result.metrics.latency_ms,
+        result.metrics.jitter_ms,
+        result.metrics.ipv6_capable,
+        json(&result.client_metrics),
+        status_str(result.status),
+        json(&result.reasons),
+        counted,
+        result.receipt,
+    ])
+    .map_err(db_error)?;
+    if counted {
+        let contribution = result.contribution();
+        for key in contribution.keys() {
+            deltas.entry(key).or_default().add(&contribution);
+        }
+    }
+    Ok(InsertOutcome::Created(result.stored(counted)))
+}
+
+/// The few JSON columns hold plain data, which always serialises.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+fn place_source_str(source: PlaceSource) -> &'static str {
+    match source {
+        PlaceSource::Location => "location",
+        PlaceSource::Manual => "manual",
+        PlaceSource::None => "none",
+    }
+}
+
+fn status_str(status: ResultStatus) -> &'static str {
+    match status {
+        ResultStatus::Accepted => "accepted",
+        ResultStatus::Implausible => "implausible",
+    }
+}
+
+fn parse_access_kind(text: &str) -> Result<ispeed_proto::results::AccessKind, StoreError> {
+    ispeed_proto::results::AccessKind::parse(text).ok_or_else(|| corrupt("unknown access kind"))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(corrupt)
+}
+
+const STORED_COLUMNS: &str = "result_id, received_at_ms, measured_at_ms, client_kind,
+    client_version, access, test_point_id, ip_version, asn, isp, province_code, ward_code,
+    place_source, download_mbps, upload_mbps, latency_ms, jitter_ms, ipv6_capable, status,
+    reasons, counted, device_hash, body_hash";
+
+fn stored_from_row(row: &Row<'_>, first: usize) -> Result<StoredRow, StoreError> {
+    let get_str = |i: usize| -> Result<String, StoreError> { row.get(first + i).map_err(db_error) };
+    let result_id = Uuid::parse_str(&get_str(0)?).map_err(corrupt)?;
+    let kind: ClientKind = from_json(&format!("\"{}\"", get_str(3)?))?;
+    let access: Access = from_json(&get_str(5)?)?;
+    let place_source: PlaceSource = from_json(&format!("\"{}\"", get_str(12)?))?;
+    let status: ResultStatus = from_json(&format!("\"{}\"", get_str(18)?))?;
+    let reasons: Vec<ImplausibleReason> = from_json(&get_str(19)?)?;
+    let opt = |i: usize| -> Result<Option<f64>, StoreError> { row.get(first + i).map_err(db_error) };
+    let record = StoredResult {
+        result_id,
+        received_at_ms: row.get::<_, i64>(first + 1).map_err(db_error)? as u64,
+        measured_at_ms: row.get::<_, i64>(first + 2).map_err(db_error)? as u64,
+        client: ClientInfo {
+            kind,
+            version: get_str(4)?,
+        },
+        access,
+        test_point_id: get_str(6)?,
+        ip_version: row.get(first + 7).map_err(db_error)?,
+        asn: row.get(first + 8).map_err(db_error)?,
+        isp: get_str(9)?,
+        province_code: row.get(first + 10).map_err(db_error)?,
+        ward_code: row.get(first + 11).map_err(db_error)?,
+        place_source,
+        metrics: PublishedMetrics {
+            download_mbps: opt(13)?,
+            upload_mbps: opt(14)?,
+            latency_ms: opt(15)?,
+            jitter_ms: opt(16)?,
+            ipv6_capable: row.get(first + 17).map_err(db_error)?,
+        },
+        status,
+        reasons,
+        counted: row.get(first + 20).map_err(db_error)?,
+    };
+    let body_hash: Vec<u8> = row.get(first + 22).map_err(db_error)?;
+    Ok(StoredRow {
+        record,
+        device_hash: blob16(row, first + 21)?,
+        body_hash: body_hash
+            .try_into()
+            .map_err(|_| corrupt("body hash is not 32 bytes"))?,
+    })
+}
+
+fn upsert_test_point(connection: &Connection, tp: &TestPointRecord) -> Result<(), StoreError> {
+    connection
+        .execute(
+            "INSERT INTO test_points (id, public_key, url, name, province_code, line_rate_mbps, approved)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (id) DO UPDATE SET public_key = excluded.public_key, url = excluded.url,
+                 name = excluded.name, province_code = excluded.province_code,
+                 line_rate_mbps = excluded.line_rate_mbps, approved = excluded.approved",
+            params![
+                tp.id,
+                tp.public_key,
+                tp.url,
+                tp.name,
+                tp.province_code,
+                tp.line_rate_mbps,
+                tp.approved
+            ],
+        )
+        .map_err(db_error)?;
+    Ok(())
+}
+
+fn device_key(connection: &Connection) -> Result<[u8; 32], StoreError> {
+    let existing: Option<Vec<u8>> = connection
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'device_hash_key'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(db_error)?;
+    if let Some(bytes) = existing {
+        return bytes
+            .try_into()
+            .map_err(|_| corrupt("device hash key is not 32 bytes"));
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| StoreError::Database(e.to_string()))?;
+    connection
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('device_hash_key', ?1)",
+            [&key[..]],
+        )
+        .map_err(db_error)?;
+    Ok(key)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert(&self, results: Vec<NewResult>) -> Result<Vec<InsertOutcome>, StoreError> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ask(|reply| Job::Insert(results, reply)).await
+    }
+
+    async fn get(&self, result_id: Uuid) -> Result<Option<StoredRow>, StoreError> {
+        self.read(move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {STORED_COLUMNS} FROM results WHERE result_id = ?1"
+                ))
+                .map_err(db_error)?
+                .query_row([result_id.to_string()], |row| Ok(stored_from_row(row, 0)))
+                .optional()
+                .map_err(db_error)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn cells(&self, query: CellQuery) -> Result<Vec<(CellKey, Cell)>, StoreError> {
+        self.read(move |connection| {
+            let mut sql = String::from(
+                "SELECT period, parent, code, isp, access, ip_version,
+                        n, download, upload, latency, devices
+                 FROM cells WHERE grain = ?1 AND period = ?2 AND level = ?3",
+            );
+            if query.parent.is_some() {
+                sql.push_str(" AND parent = ?4");
+            }
+            if query.code.is_some() {
+                sql.push_str(if query.parent.is_some() {
+                    " AND code = ?5"
+                } else {
+                    " AND code = ?4"
+                });
+            }
+            let mut statement = connection.prepare_cached(&sql).map_err(db_error)?;
+            let mut out = Vec::new();
+            for period in &query.periods {
+                let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+                    Box::new(query.grain.as_i64()),
+                    Box::new(*period),
+                    Box::new(level_to_i64(query.level)),
+                ];
+                if let Some(parent) = &query.parent {
+                    values.push(Box::new(parent.clone()));
+                }
+                if let Some(code) = &query.code {
+                    values.push(Box::new(code.clone()));
+                }
+                let mut rows = statement
+                    .query(rusqlite::params_from_iter(values.iter()))
+                    .map_err(db_error)?;
+                while let Some(row) = rows.next().map_err(db_error)? {
+                    let access: String = row.get(4).map_err(db_error)?;
+                    let key = CellKey {
+                        grain: query.grain,
+                        period: row.get(0).map_err(db_error)?,
+                        level: query.level,
+                        parent: row.get(1).map_err(db_error)?,
+                        code: row.get(2).map_err(db_error)?,
+                        isp: row.get(3).map_err(db_error)?,
+                        access: parse_access_kind(&access)?,
+                        ip_version: row.get(5).map_err(db_error)?,
+                    };
+                    out.push((key, cell_from_row(row, 6)?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn counted_values(
+        &self,
+        first_day: i32,
+        last_day: i32,
+    ) -> Result<Vec<CountedValues>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection
+                .prepare(
+                    "SELECT day, province_code, ward_code, isp, access_kind, ip_version,
+                            device_hash, download_mbps, upload_mbps, latency_ms
+                     FROM results WHERE counted = 1 AND day BETWEEN ?1 AND ?2",
+                )
+                .map_err(db_error)?;
+            let mut rows = statement
+                .query(params![first_day, last_day])
+                .map_err(db_error)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db_error)? {
+                out.push(CountedValues {
+                    day: row.get(0).map_err(db_error)?,
+                    province_code: row.get(1).map_err(db_error)?,
+                    ward_code: row.get(2).map_err(db_error)?,
+                    isp: row.get(3).map_err(db_error)?,
+                    access: row.get(4).map_err(db_error)?,
+                    ip_version: row.get(5).map_err(db_error)?,
+                    device_hash: blob16(row, 6)?,
+                    download_mbps: row.get(7).map_err(db_error)?,
+                    upload_mbps: row.get(8).map_err(db_error)?,
+                    latency_ms: row.get(9).map_err(db_error)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn rebuild_rollups(&self) -> Result<RebuildReport, StoreError> {
+        self.ask(Job::Rebuild).await
+    }
+
+    async fn upsert_test_point(&self, test_point: TestPointRecord) -> Result<(), StoreError> {
+        self.ask(|reply| Job::UpsertTestPoint(test_point, reply))
+            .await
+    }
+
+    async fn test_points(&self) -> Result<Vec<TestPointRecord>, StoreError> {
+        self.read(|connection| {
+            let mut statement = connection
+                .prepare(
+                    "SELECT id, public_key, url, name, province_code, line_rate_mbps, approved
+                     FROM test_points ORDER BY id",
+                )
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok(TestPointRecord {
+                        id: row.get(0)?,
+                        public_key: row.get(1)?,
+                        url: row.get(2)?,
+                        name: row.get(3)?,
+                        province_code: row.get(4)?,
+                        line_rate_mbps: row.get(5)?,
+                        approved: row.get(6)?,
+                    })
+                })
+                .map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn device_hash_key(&self) -> Result<[u8; 32], StoreError> {
+        self.ask(Job::DeviceKey).await
+    }
+
+    async fn result_count(&self) -> Result<u64, StoreError> {
+        self.read(|connection| {
+            connection
+                .query_row("SELECT count(*) FROM results", [], |row| row.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(db_error)
+        })
+        .await
+    }
+}

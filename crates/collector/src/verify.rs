@@ -1,0 +1,379 @@
+//! Turns a submission into a verified, enriched record, or a typed refusal.
+//! No I/O and no clock: the caller passes `now_ms` and the trusted keys.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use ispeed_enrich::{truncate_ip, IspResolver, Units, WardIndex};
+use ispeed_proto::receipt::{decode_public_key, Receipt, ReceiptError, ReceiptPayload};
+use ispeed_proto::results::{
+    ClientMetrics, ImplausibleReason, PlaceSource, PublishedMetrics, ResultStatus, SubmitResult,
+};
+use ispeed_proto::{ErrorCode, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::period::ict_day;
+use crate::store::{NewResult, TestPointRecord};
+
+/// A receipt may claim to have finished at most this far in the collector's
+/// future (clock differences between machines).
+pub const MAX_CLOCK_AHEAD_MS: u64 = 5 * 60_000;
+/// Longest accepted device id and client version strings.
+const MAX_ID_LEN: usize = 128;
+
+/// Tolerances between what the client reports and what the test point
+/// counted. Client and test point run the same estimator over different
+/// counts (received vs acknowledged, sent vs received), so honest results
+/// agree closely; these bounds are several times wider than any honest
+/// disagreement measured on shaped links.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// Client download may differ from the receipt by this fraction of it…
+    pub download_rel: f64,
+    /// …plus this many Mbit/s (slow links, short windows).
+    pub rate_abs_mbps: f64,
+    /// Client upload (handed to sockets) may exceed the receipt by this factor…
+    pub upload_over: f64,
+    /// …and fall below it by this fraction (queued ≥ delivered, never much less).
+    pub upload_under_rel: f64,
+    /// Client latency (HTTP ping) may exceed the kernel RTT by this factor plus
+    /// `latency_abs_ms`, and fall below it by half.
+    pub latency_over: f64,
+    pub latency_abs_ms: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance {
+            download_rel: 0.25,
+            rate_abs_mbps: 1.0,
+            upload_over: 3.0,
+            upload_under_rel: 0.3,
+            latency_over: 4.0,
+            latency_abs_ms: 50.0,
+        }
+    }
+}
+
+/// Why a submission is refused (rendered as a typed error).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// A test point key the collector trusts.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    pub test_point_id: String,
+    pub key: VerifyingKey,
+    pub line_rate_mbps: f64,
+}
+
+/// Everything verification needs besides the submission.
+pub struct Verifier {
+    keys: HashMap<String, TrustedKey>,
+    pub receipt_max_age_ms: u64,
+    pub tolerance: Tolerance,
+}
+
+impl Verifier {
+    /// Trusts the approved test points among `records`; a record with an
+    /// undecodable key is skipped with a warning.
+    pub fn new(records: &[TestPointRecord], receipt_max_age_ms: u64) -> Verifier {
+        let mut keys = HashMap::new();
+        for record in records.iter().filter(|r| r.approved) {
+            match decode_public_key(&record.public_key) {
+                Ok(key) => {
+                    keys.insert(
+                        record.public_key.clone(),
+                        TrustedKey {
+                            test_point_id: record.id.clone(),
+                            key,
+                            line_rate_mbps: record.line_rate_mbps,
+                        },
+                    );
+                }
+                Err(error) => tracing::warn!(id = %record.id, %error, "test point key unusable"),
+            }
+        }
+        Verifier {
+            keys,
+            receipt_max_age_ms,
+            tolerance: Tolerance::default(),
+        }
+    }
+
+    /// Checks the receipt (known key, signature) and the values. An expired
+    /// receipt is returned as the third element rather than refused at once,
+    /// because a retry of a result stored before it expired must still
+    /// succeed.
+    pub fn verify(
+        &self,
+        submission: &SubmitResult,
+        now_ms: u64,
+    ) -> Result<(ReceiptPayload, &TrustedKey, Option<Refusal>), Refusal> {
+        let receipt = Receipt::parse(&submission.receipt).map_err(receipt_refusal)?;
+        let claimed = receipt.payload_unverified().map_err(receipt_refusal)?;
+        let trusted = self.keys.get(&claimed.key).ok_or_else(|| {
+            refuse(
+                ErrorCode::UnknownTestPoint,
+                format!(
+                    "the receipt is signed by test point {:?} whose key this collector has not approved",
+                    claimed.test_point_id
+                ),
+            )
+        })?;
+        let payload = receipt.verify(&trusted.key).map_err(receipt_refusal)?;
+        if payload.finished_at_ms > now_ms + MAX_CLOCK_AHEAD_MS {
+            return Err(refuse(
+                ErrorCode::ImpossibleValue,
+                "the receipt finished in the future",
+            ));
+        }
+        check_values(submission, &payload, trusted.line_rate_mbps)?;
+        let age_ms = now_ms.saturating_sub(payload.finished_at_ms);
+        let expired = (age_ms > self.receipt_max_age_ms).then(|| {
+            refuse(
+                ErrorCode::ReceiptExpired,
+                format!(
+                    "the receipt is {} s old; this collector accepts receipts up to {} s old",
+                    age_ms / 1000,
+                    self.receipt_max_age_ms / 1000
+                ),
+            )
+        });
+        Ok((payload, trusted, expired))
+    }
+}
+
+fn receipt_refusal(error: ReceiptError) -> Refusal {
+    refuse(ErrorCode::BadSignature, format!("receipt rejected: {error}"))
+}
+
+fn check_values(
+    submission: &SubmitResult,
+    payload: &ReceiptPayload,
+    line_rate_mbps: f64,
+) -> Result<(), Refusal> {
+    if submission.device_id.is_empty() || submission.device_id.len() > MAX_ID_LEN {
+        return Err(refuse(
+            ErrorCode::BadRequest,
+            "device_id must be 1 to 128 characters",
+        ));
+    }
+    if submission.client.version.len() > MAX_ID_LEN {
+        return Err(refuse(
+            ErrorCode::BadRequest,
+            "client.version is longer than 128 characters",
+        ));
+    }
+    let impossible = |what: &str, value: f64| {
+        refuse(
+            ErrorCode::ImpossibleValue,
+            format!("{what} = {value} is impossible"),
+        )
+    };
+    // Rates above the test point's line rate cannot have been measured.
+    let rate_limit = line_rate_mbps * 1.05;
+    for (what, value) in [
+        ("receipt download", payload.download_mbps()),
+        ("receipt upload", payload.upload_mbps()),
+        ("metrics.download_mbps", submission.metrics.download_mbps),
+        ("metrics.upload_mbps", submission.metrics.upload_mbps),
+    ] {
+        if let Some(v) = value {
+            if !v.is_finite() || v < 0.0 || v > rate_limit {
+                return Err(impossible(what, v));
+            }
+        }
+    }
+    let m = &submission.metrics;
+    for (what, value) in [
+        ("metrics.latency_ms", m.latency_ms),
+        ("metrics.jitter_ms", m.jitter_ms),
+        ("metrics.loaded_latency_download_ms", m.loaded_latency_download_ms),
+        ("metrics.loaded_latency_upload_ms", m.loaded_latency_upload_ms),
+    ] {
+        if let Some(v) = value {
+            if !v.is_finite() || !(0.0..=600_000.0).contains(&v) {
+                return Err(impossible(what, v));
+            }
+        }
+    }
+    if let Some(location) = &submission.location {
+        if !(-90.0..=90.0).contains(&location.lat) || !(-180.0..=180.0).contains(&location.lon) {
+            return Err(refuse(
+                ErrorCode::ImpossibleValue,
+                "location must be WGS 84 latitude -90..90 and longitude -180..180",
+            ));
+        }
+        if let Some(accuracy) = location.accuracy_m {
+            if !accuracy.is_finite() || accuracy < 0.0 {
+                return Err(impossible("location.accuracy_m", accuracy));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compares what the client says with what the test point counted and
+/// signed; each disagreement beyond tolerance is a reason.
+pub fn plausibility(
+    metrics: &ClientMetrics,
+    payload: &ReceiptPayload,
+    tolerance: &Tolerance,
+) -> Vec<ImplausibleReason> {
+    let mut reasons = Vec::new();
+    if let (Some(client), Some(server)) = (metrics.download_mbps, payload.download_mbps()) {
+        if (client - server).abs() > tolerance.download_rel * server + tolerance.rate_abs_mbps {
+            reasons.push(ImplausibleReason::DownloadMismatch);
+        }
+    }
+    if let (Some(client), Some(server)) = (metrics.upload_mbps, payload.upload_mbps()) {
+        let high = tolerance.upload_over * server + tolerance.rate_abs_mbps;
+        let low = (1.0 - tolerance.upload_under_rel) * server - tolerance.rate_abs_mbps;
+        if client > high || client < low {
+            reasons.push(ImplausibleReason::UploadMismatch);
+        }
+    }
+    if let (Some(client), Some(server)) = (metrics.latency_ms, server_latency_ms(payload)) {
+        let high = tolerance.latency_over * server + tolerance.latency_abs_ms;
+        if client > high || client < 0.5 * server - 1.0 {
+            reasons.push(ImplausibleReason::LatencyMismatch);
+        }
+    }
+    // The test point signed what the client reported at the end of the test;
+    // a submission that says otherwise was edited afterwards.
+    let signed = &payload.client_report;
+    let differs = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() > 1e-6 * a.abs().max(b.abs()).max(1.0),
+        _ => false,
+    };
+    if differs(metrics.download_mbps, signed.download_mbps)
+        || differs(metrics.upload_mbps, signed.upload_mbps)
+        || differs(metrics.latency_ms, signed.latency_ms)
+    {
+        reasons.push(ImplausibleReason::ReportMismatch);
+    }
+    reasons
+}
+
+/// The published latency: the test point's kernel RTT on the idle control
+/// connection (its minimum when no idle sample exists).
+pub fn server_latency_ms(payload: &ReceiptPayload) -> Option<f64> {
+    payload
+        .latency
+        .idle_rtt_us
+        .or(payload.latency.min_rtt_us)
+        .map(|us| f64::from(us) / 1000.0)
+}
+
+/// Lookup tables for enrichment, loaded once.
+pub struct Enricher {
+    pub units: Units,
+    pub wards: WardIndex,
+    pub isps: IspResolver,
+}
+
+/// Builds the record to store from a verified submission.
+pub fn build_record(
+    submission: &SubmitResult,
+    payload: &ReceiptPayload,
+    trusted: &TrustedKey,
+    enricher: &Enricher,
+    device_key: &[u8; 32],
+    tolerance: &Tolerance,
+    now_ms: u64,
+) -> Result<NewResult, Refusal> {
+    let client_ip = parse_client_ip(&payload.client_addr).ok_or_else(|| {
+        refuse(
+            ErrorCode::BadSignature,
+            "the receipt's client address is unreadable",
+        )
+    })?;
+    let isp = enricher.isps.lookup(client_ip);
+    if let Some(code) = &submission.ward_code {
+        if enricher.units.ward(code).is_none() {
+            return Err(refuse(
+                ErrorCode::UnknownUnit,
+                format!("ward_code {code:?} is not a ward of the 2025 unit list"),
+            ));
+        }
+    }
+    let located = submission
+        .location
+        .and_then(|l| enricher.wards.locate(l.lat, l.lon));
+    let (ward_code, place_source) = match (located, &submission.ward_code) {
+        (Some(ward), _) => (Some(ward.to_owned()), PlaceSource::Location),
+        (None, Some(chosen)) => (Some(chosen.clone()), PlaceSource::Manual),
+        (None, None) => (None, PlaceSource::None),
+    };
+    let province_code = ward_code
+        .as_deref()
+        .and_then(|w| enricher.units.ward(w))
+        .map(|w| w.province_code.clone());
+    let reasons = plausibility(&submission.metrics, payload, tolerance);
+    let status = if reasons.is_empty() {
+        ResultStatus::Accepted
+    } else {
+        ResultStatus::Implausible
+    };
+    let body = serde_json::to_vec(submission).expect("plain data serialises");
+    Ok(NewResult {
+        result_id: submission.result_id,
+        body_hash: Sha256::digest(&body).into(),
+        received_at_ms: now_ms,
+        measured_at_ms: submission.measured_at_ms,
+        day: ict_day(payload.started_at_ms),
+        device_hash: device_hash(device_key, &submission.device_id),
+        client: submission.client.clone(),
+        access: submission.access,
+        test_point_id: trusted.test_point_id.clone(),
+        session_id: payload.session_id.clone(),
+        ip_version: payload.ip_version,
+        client_net: truncate_ip(client_ip).to_string(),
+        asn: isp.asn,
+        isp: isp.isp_id,
+        location: submission.location,
+        ward_chosen: submission.ward_code.clone(),
+        province_code,
+        ward_code,
+        place_source,
+        metrics: PublishedMetrics {
+            download_mbps: payload.download_mbps(),
+            upload_mbps: payload.upload_mbps(),
+            latency_ms: server_latency_ms(payload),
+            jitter_ms: submission.metrics.jitter_ms,
+            ipv6_capable: submission.metrics.ipv6_capable,
+        },
+        client_metrics: submission.metrics,
+        status,
+        reasons,
+        receipt: submission.receipt.clone(),
+    })
+}
+
+fn parse_client_ip(text: &str) -> Option<IpAddr> {
+    text.parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| text.parse::<IpAddr>())
+        .ok()
+}
+
+/// HMAC-SHA256 of the device id under the collector's secret, truncated to
+/// 128 bits: stable per device, useless without the key.
+pub fn device_hash(key: &[u8; 32], device_id: &str) -> [u8; 16] {
+    use hmac::{Mac, SimpleHmac};
+    let mut mac = SimpleHmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(device_id.as_bytes());
+    let full = mac.finalize().into_bytes();
+    full[..16].try_into().expect("32-byte digest")
+}
