@@ -5,6 +5,8 @@
 
 mod loadgen;
 mod render;
+mod serve;
+mod submit;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -34,6 +36,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the collector with a local test point: the embedded default.
+    Serve(serve::ServeArgs),
+    /// Write synthetic signed results into a store (or submit them over HTTP).
+    Generate(serve::GenerateArgs),
+    /// Recompute every rollup cell from the stored results.
+    RebuildRollups(serve::RebuildArgs),
     /// Run a test point.
     Server(ServerArgs),
     /// Run a speed test against a test point.
@@ -42,6 +50,8 @@ enum Command {
     VerifyReceipt(VerifyArgs),
     /// Run many concurrent tests against one test point (benchmarks).
     Loadgen(loadgen::LoadgenArgs),
+    /// Send results spooled by earlier tests to a collector.
+    Submit(submit::SubmitArgs),
 }
 
 #[derive(Args)]
@@ -59,9 +69,11 @@ struct ServerArgs {
 
 #[derive(Args)]
 struct TestArgs {
-    /// Test point URL, e.g. http://127.0.0.1:8080
-    #[arg(long, value_name = "URL")]
-    server: String,
+    /// Test point URL, e.g. http://127.0.0.1:8080 (or --collector, or both)
+    #[arg(long, value_name = "URL", required_unless_present = "collector")]
+    server: Option<String>,
+    #[command(flatten)]
+    report: submit::ReportArgs,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -95,7 +107,8 @@ struct VerifyArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_output = matches!(&cli.command, Command::Test(t) if t.json)
-        || matches!(&cli.command, Command::Loadgen(l) if l.json);
+        || matches!(&cli.command, Command::Loadgen(l) if l.json)
+        || matches!(&cli.command, Command::Submit(s) if s.json);
     init_logging(json_output);
     match dispatch(cli.command) {
         Ok(code) => code,
@@ -125,10 +138,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Serve(args) => serve::serve(args, runtime()?),
+        Command::Generate(args) => serve::generate(args, runtime()?),
+        Command::RebuildRollups(args) => serve::rebuild(args, runtime()?),
         Command::Server(args) => server(args),
         Command::Test(args) => test(args),
         Command::VerifyReceipt(args) => verify(args),
         Command::Loadgen(args) => runtime()?.block_on(loadgen::run(args)),
+        Command::Submit(args) => submit::run(args, runtime()?),
     }
 }
 
@@ -159,7 +176,7 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -175,7 +192,11 @@ async fn wait_for_signal() {
 }
 
 fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
-    let mut options = TestOptions::new(args.server);
+    let reporter = match submit::Reporter::from_args(&args.report)? {
+        Ok(reporter) => reporter,
+        Err(code) => return Ok(code),
+    };
+    let mut options = TestOptions::new(args.server.clone().unwrap_or_default());
     options.family = if args.ipv4 {
         Some(Family::V4)
     } else if args.ipv6 {
@@ -192,25 +213,40 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     options.download = !args.no_download;
     options.upload = !args.no_upload;
     let runtime = runtime()?;
-    let outcome = runtime.block_on(async {
+    let (outcome, delivery) = runtime.block_on(async {
+        let mut listed = None;
+        if let Some(reporter) = &reporter {
+            reporter.deliver_pending_quietly().await;
+            if args.server.is_none() {
+                match reporter.test_point().await {
+                    Ok(point) => options.server = listed.insert(point).url.clone(),
+                    Err(error) => return (Err(error), None),
+                }
+            }
+        }
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let progress = (!args.json).then(|| tokio::spawn(render::progress(receiver)));
         let result = ispeed_client::run_test(&options, (!args.json).then_some(sender)).await;
         if let Some(progress) = progress {
             let _ = progress.await;
         }
-        result
+        let delivery = match (&result, &reporter) {
+            (Ok(result), Some(reporter)) => Some(reporter.deliver(result, listed.as_ref()).await),
+            _ => None,
+        };
+        (result, delivery)
     });
     // Do not wait for stray connection tasks of a dead test point.
     runtime.shutdown_background();
     match outcome {
         Ok(result) => {
             if args.json {
-                println!("{}", serde_json::to_string(&result)?);
+                submit::print_json(&result, delivery.as_ref())?;
             } else {
                 render::table(&result);
+                delivery.iter().for_each(submit::print_human);
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(submit::exit_code(delivery.as_ref()))
         }
         Err(error) => {
             eprintln!("error: {error}");

@@ -1,7 +1,8 @@
 //! The ispeed client engine: runs a test against one test point (idle
 //! latency, adaptive multi-stream download and upload with loaded latency
 //! probes, IPv6 capability) and returns a typed result carrying the test
-//! point's signed receipt.
+//! point's signed receipt. [`mod@submit`] hands results to a collector, through
+//! a durable on-disk spool so none is lost while the collector is away.
 //!
 //! The published rates are always the test point's server-side figures from
 //! the receipt; the client's own counts only drive its decisions and are
@@ -11,10 +12,15 @@
 pub mod engine;
 pub mod http;
 pub mod result;
+pub mod submit;
 pub mod target;
 
 pub use engine::{run_test, Event, Phase, TestOptions};
 pub use result::TestResult;
+pub use submit::{
+    build_submission, config_dir, device_id, discover, submit, DeliveryReport, ResolvedTestPoint,
+    Settled, Spool, SpoolEntry, SubmitError, Submitted,
+};
 pub use target::{Family, Target};
 
 use ispeed_proto::ErrorCode;

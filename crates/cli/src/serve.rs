@@ -1,0 +1,279 @@
+//! `ispeed serve`, `ispeed generate` and `ispeed rebuild-rollups`: glue
+//! over `ispeed-collector`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use ispeed_collector::generate::{generate_into_store, Generator};
+use ispeed_collector::period::Month;
+use ispeed_collector::state::load_enricher;
+use ispeed_collector::{CollectorConfig, ServeConfig};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+/// Where `serve` keeps its data unless told otherwise.
+const DEFAULT_DATA_DIR: &str = "ispeed-data";
+/// `serve` listens here unless told otherwise: local only, so a newcomer
+/// exposes nothing by accident.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address for the API, the web pages and the local test point; repeat for several.
+    #[arg(long = "listen", value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// Data directory (SQLite database and the local test point's key).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// TOML configuration file (see README).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Give the local test point its own address(es) instead of sharing --listen.
+    #[arg(long = "test-listen", value_name = "ADDR")]
+    test_listen: Vec<SocketAddr>,
+    /// Run the collector without a local test point.
+    #[arg(long)]
+    no_test_point: bool,
+}
+
+/// The serve configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    listen: Option<Vec<SocketAddr>>,
+    test_listen: Option<Vec<SocketAddr>>,
+    #[serde(default)]
+    collector: ispeed_collector::RawConfig,
+    test_point: Option<ispeed_server::RawConfig>,
+}
+
+fn read_file(path: Option<&Path>) -> anyhow::Result<ServeFile> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+        }
+        None => Ok(ServeFile::default()),
+    }
+}
+
+fn collector_config(file: &ServeFile, data: Option<PathBuf>) -> anyhow::Result<CollectorConfig> {
+    let mut raw = file.collector.clone();
+    if let Some(data) = data {
+        raw.data = Some(data);
+    }
+    Ok(raw.resolve(Path::new(DEFAULT_DATA_DIR))?)
+}
+
+pub fn serve(args: ServeArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let file = read_file(args.config.as_deref())?;
+    let collector = collector_config(&file, args.data)?;
+    let listen = if !args.listen.is_empty() {
+        args.listen
+    } else {
+        file.listen
+            .clone()
+            .unwrap_or_else(|| vec![DEFAULT_LISTEN.parse().expect("valid address")])
+    };
+    let test_point = if args.no_test_point {
+        None
+    } else {
+        let mut raw = file.test_point.clone().unwrap_or_default();
+        raw.key_file
+            .get_or_insert_with(|| collector.data.join("test-point.key"));
+        Some(raw.resolve()?)
+    };
+    let test_listen = if args.test_listen.is_empty() {
+        file.test_listen.clone().unwrap_or_default()
+    } else {
+        args.test_listen
+    };
+    std::fs::create_dir_all(&collector.data)
+        .with_context(|| format!("cannot create {}", collector.data.display()))?;
+    let config = ServeConfig {
+        collector,
+        test_point,
+        test_listen,
+    };
+    runtime.block_on(async {
+        let listeners = ispeed_server::bind(&listen)
+            .with_context(|| format!("cannot listen on {listen:?}"))?;
+        for listener in &listeners {
+            if let Ok(address) = listener.local_addr() {
+                eprintln!("ispeed serve: http://{address}/  (API under /api/v1, test point under /v1)");
+            }
+        }
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            crate::wait_for_signal().await;
+            signal.cancel();
+        });
+        ispeed_collector::run(listeners, config, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Month the results fall in (YYYY-MM, Vietnam time).
+    #[arg(long, value_name = "YYYY-MM")]
+    month: String,
+    /// How many results to generate.
+    #[arg(long)]
+    samples: u64,
+    /// Same seed, same data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Data directory of the store to write into (as `serve --data`).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// TOML configuration file (as `serve --config`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Submit over HTTP to this collector instead (receipts are then dated now;
+    /// the collector must approve the key printed by --print-key).
+    #[arg(long, value_name = "URL")]
+    collector: Option<String>,
+    /// Concurrent submissions with --collector.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Print the synthetic test point's public key for this seed and exit.
+    #[arg(long)]
+    print_key: bool,
+}
+
+pub fn generate(args: GenerateArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let month = Month::parse(&args.month).context("--month must be YYYY-MM")?;
+    if args.print_key {
+        let key = ispeed_collector::generate::synthetic_key(args.seed);
+        println!("{}", ispeed_proto::receipt::encode_public_key(&key.verifying_key()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let file = read_file(args.config.as_deref())?;
+    let config = collector_config(&file, args.data)?;
+    let enricher = Arc::new(load_enricher(&config)?);
+    let generator = Arc::new(Generator::new(args.seed, month, args.samples, &enricher));
+    let started = Instant::now();
+    if let Some(url) = args.collector {
+        return runtime.block_on(submit_over_http(url, generator, args.concurrency.max(1)));
+    }
+    runtime.block_on(async {
+        let store = ispeed_collector::open_sqlite(&config).await?;
+        let report = generate_into_store(store, enricher, generator, |done| {
+            if done % 100_000 == 0 {
+                eprintln!("generate: {done} results");
+            }
+        })
+        .await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            serde_json::json!({
+                "created": report.created,
+                "existing": report.existing,
+                "counted": report.counted,
+                "implausible": report.implausible,
+                "seconds": elapsed,
+                "data": config.data,
+            })
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Submits every sample over HTTP with `concurrency` workers and prints
+/// what was accepted per second.
+async fn submit_over_http(
+    url: String,
+    generator: Arc<Generator>,
+    concurrency: usize,
+) -> anyhow::Result<ExitCode> {
+    let next = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let created = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (url, generator) = (url.clone(), generator.clone());
+            let (next, failed, created) = (next.clone(), failed.clone(), created.clone());
+            tokio::spawn(async move {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= generator.samples() {
+                        break;
+                    }
+                    let submission = generator.sample(index, Some(ispeed_client::submit::now_ms()));
+                    match ispeed_client::submit::submit(&url, &submission).await {
+                        Ok(done) => {
+                            created.fetch_add(u64::from(done.created), Ordering::Relaxed);
+                        }
+                        Err(error) => {
+                            if failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                                eprintln!("generate: submission {index} failed: {error}");
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let accepted = created.load(Ordering::Relaxed);
+    let failed = failed.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({
+            "created": accepted,
+            "failed": failed,
+            "seconds": seconds,
+            "results_per_s": accepted as f64 / seconds,
+            "concurrency": concurrency,
+        })
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[derive(Args)]
+pub struct RebuildArgs {
+    /// Data directory of the store (as `serve --data`).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// TOML configuration file (as `serve --config`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+pub fn rebuild(args: RebuildArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let file = read_file(args.config.as_deref())?;
+    let config = collector_config(&file, args.data)?;
+    runtime.block_on(async {
+        let started = Instant::now();
+        let store = ispeed_collector::open_sqlite(&config).await?;
+        let report = store.rebuild_rollups().await?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "results": report.results,
+                "counted": report.counted,
+                "cells": report.cells,
+                "seconds": started.elapsed().as_secs_f64(),
+            })
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
