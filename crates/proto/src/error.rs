@@ -98,9 +98,9 @@ impl ErrorCode {
             ErrorCode::UnknownTestPoint
             | ErrorCode::BadSignature
             | ErrorCode::ReceiptExpired
-            | ErrorCode::ImpossibleValue => 422,
+            | ErrorCode::ImpossibleValue
+            | ErrorCode::UnknownUnit => 422,
             ErrorCode::ReceiptReused | ErrorCode::ResultConflict => 409,
-            ErrorCode::UnknownUnit => 404,
             ErrorCode::StoreUnavailable => 503,
         }
     }
