@@ -72,6 +72,15 @@ impl CollectorState {
                 .await
                 .map_err(|e| CollectorError::Store(StoreError::Open(e.to_string())))??
         };
+        // The config file is authoritative: a key removed from it (say,
+        // compromised) stops being trusted at the next start. The local test
+        // point is registered again by `run` right after.
+        for mut known in store.test_points().await? {
+            if known.approved && !config.test_points.iter().any(|tp| tp.id == known.id) {
+                known.approved = false;
+                store.upsert_test_point(known).await?;
+            }
+        }
         for tp in &config.test_points {
             store
                 .upsert_test_point(TestPointRecord {
