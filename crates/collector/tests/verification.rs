@@ -29,7 +29,11 @@ fn code(body: &serde_json::Value) -> &str {
 }
 
 /// Re-signs an edited payload with `key`.
-fn resign(submission: &SubmitResult, key: &SigningKey, edit: impl Fn(&mut ReceiptPayload)) -> String {
+fn resign(
+    submission: &SubmitResult,
+    key: &SigningKey,
+    edit: impl Fn(&mut ReceiptPayload),
+) -> String {
     let mut payload = Receipt::parse(&submission.receipt)
         .unwrap()
         .payload_unverified()
@@ -43,7 +47,10 @@ fn plausible(generator: &ispeed_collector::generate::Generator, from: u64) -> Su
     (from..)
         .map(|i| generator.sample(i, Some(now_ms())))
         .find(|s| {
-            let payload = Receipt::parse(&s.receipt).unwrap().payload_unverified().unwrap();
+            let payload = Receipt::parse(&s.receipt)
+                .unwrap()
+                .payload_unverified()
+                .unwrap();
             payload.client_report.download_mbps == s.metrics.download_mbps
         })
         .unwrap()
@@ -90,7 +97,10 @@ async fn receipts_are_verified_and_duplicates_stored_once() {
 
     // Tampered: a higher rate re-encoded without a valid signature.
     let mut inflated = plausible(&generator, 200);
-    let mut payload = Receipt::parse(&inflated.receipt).unwrap().payload_unverified().unwrap();
+    let mut payload = Receipt::parse(&inflated.receipt)
+        .unwrap()
+        .payload_unverified()
+        .unwrap();
     payload.download.as_mut().unwrap().rate_bps *= 2.0;
     let signature = inflated.receipt.rsplit('.').next().unwrap().to_owned();
     let json = serde_json::to_vec(&payload).unwrap();
@@ -143,9 +153,13 @@ async fn impossible_and_malformed_input_gets_typed_errors() {
     assert_eq!((status, code(&body)), (422, "impossible_value"));
 
     let mut above_line_rate = plausible(&generator, 0);
-    above_line_rate.receipt = resign(&above_line_rate, &ispeed_collector::generate::synthetic_key(seed), |p| {
-        p.download.as_mut().unwrap().rate_bps = 20e9;
-    });
+    above_line_rate.receipt = resign(
+        &above_line_rate,
+        &ispeed_collector::generate::synthetic_key(seed),
+        |p| {
+            p.download.as_mut().unwrap().rate_bps = 20e9;
+        },
+    );
     let (status, body) = post_json(url, &above_line_rate).await;
     assert_eq!((status, code(&body)), (422, "impossible_value"));
 
@@ -165,24 +179,40 @@ async fn impossible_and_malformed_input_gets_typed_errors() {
     let (status, body) = post_json(url, &no_such_ward).await;
     assert_eq!((status, code(&body)), (422, "unknown_unit"));
 
-    let (status, body) = request(url, "POST", "/api/v1/results", &[], b"{\"result_id\":".to_vec())
-        .await
-        .unwrap();
+    let (status, body) = request(
+        url,
+        "POST",
+        "/api/v1/results",
+        &[],
+        b"{\"result_id\":".to_vec(),
+    )
+    .await
+    .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, code(&body)), (400, "malformed_json"));
 
     let huge = vec![b' '; 70 * 1024];
-    let (status, body) = request(url, "POST", "/api/v1/results", &[], huge).await.unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!((status, code(&body)), (413, "payload_too_large"));
-
-    let (status, body) = request(url, "GET", "/api/v1/stats?level=ward&code=00070&period=2026-13", &[], vec![])
+    let (status, body) = request(url, "POST", "/api/v1/results", &[], huge)
         .await
         .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, code(&body)), (413, "payload_too_large"));
+
+    let (status, body) = request(
+        url,
+        "GET",
+        "/api/v1/stats?level=ward&code=00070&period=2026-13",
+        &[],
+        vec![],
+    )
+    .await
+    .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, code(&body)), (400, "bad_request"));
 
-    let (status, body) = request(url, "DELETE", "/api/v1/results", &[], vec![]).await.unwrap();
+    let (status, body) = request(url, "DELETE", "/api/v1/results", &[], vec![])
+        .await
+        .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, code(&body)), (405, "method_not_allowed"));
 
@@ -204,24 +234,54 @@ async fn implausible_results_are_stored_flagged_and_not_counted() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["status"], "implausible");
     assert_eq!(body["counted"], false);
-    let reasons: Vec<&str> = body["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    let reasons: Vec<&str> = body["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
     assert!(reasons.contains(&"download_mismatch"), "{reasons:?}");
     assert!(reasons.contains(&"report_mismatch"), "{reasons:?}");
 
     // The published value is the receipt's, never the client's.
-    let payload = Receipt::parse(&edited.receipt).unwrap().payload_unverified().unwrap();
-    assert_eq!(body["metrics"]["download_mbps"].as_f64(), payload.download_mbps());
+    let payload = Receipt::parse(&edited.receipt)
+        .unwrap()
+        .payload_unverified()
+        .unwrap();
+    assert_eq!(
+        body["metrics"]["download_mbps"].as_f64(),
+        payload.download_mbps()
+    );
 
     // Only its submitter may read it back.
     let path = format!("/api/v1/results/{}", edited.result_id);
-    let (status, _) = request(url, "GET", &path, &[("x-ispeed-device", &edited.device_id)], vec![]).await.unwrap();
+    let (status, _) = request(
+        url,
+        "GET",
+        &path,
+        &[("x-ispeed-device", &edited.device_id)],
+        vec![],
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 200);
-    let (status, _) = request(url, "GET", &path, &[("x-ispeed-device", "someone-else")], vec![]).await.unwrap();
+    let (status, _) = request(
+        url,
+        "GET",
+        &path,
+        &[("x-ispeed-device", "someone-else")],
+        vec![],
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 404);
 
     let month = ispeed_collector::period::Month::of_unix_ms(now_ms());
     let stats = common::get_json(url, &format!("/api/v1/stats?level=nation&period={month}")).await;
-    assert_eq!(stats["rows"][0]["n"], 0, "implausible results are excluded: {stats}");
+    assert_eq!(
+        stats["rows"][0]["n"], 0,
+        "implausible results are excluded: {stats}"
+    );
     collector.stop().await;
 }
 
@@ -245,5 +305,23 @@ async fn a_retry_after_the_receipt_aged_out_still_succeeds() {
     let (status, body) = post_json(url, &never_sent).await;
     assert_eq!((status, code(&body)), (422, "receipt_expired"));
     assert_eq!(row_count(dir.path()), 1);
+    collector.stop().await;
+}
+
+#[tokio::test]
+async fn a_test_point_removed_from_the_config_is_no_longer_trusted() {
+    let dir = TempDir::new("revoke");
+    let seed = 12;
+    let generator = generator(seed, 1000);
+    let collector = start(dir.path(), config(seed), false).await;
+    assert_eq!(
+        post_json(&collector.url, &plausible(&generator, 0)).await.0,
+        201
+    );
+    collector.stop().await;
+
+    let collector = start(dir.path(), RawConfig::default(), false).await;
+    let (status, body) = post_json(&collector.url, &plausible(&generator, 100)).await;
+    assert_eq!((status, code(&body)), (422, "unknown_test_point"));
     collector.stop().await;
 }
