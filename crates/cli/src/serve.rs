@@ -103,11 +103,13 @@ pub fn serve(args: ServeArgs, runtime: tokio::runtime::Runtime) -> anyhow::Resul
         test_listen,
     };
     runtime.block_on(async {
-        let listeners = ispeed_server::bind(&listen)
-            .with_context(|| format!("cannot listen on {listen:?}"))?;
+        let listeners =
+            ispeed_server::bind(&listen).with_context(|| format!("cannot listen on {listen:?}"))?;
         for listener in &listeners {
             if let Ok(address) = listener.local_addr() {
-                eprintln!("ispeed serve: http://{address}/  (API under /api/v1, test point under /v1)");
+                eprintln!(
+                    "ispeed serve: http://{address}/  (API under /api/v1, test point under /v1)"
+                );
             }
         }
         let shutdown = CancellationToken::new();
@@ -154,7 +156,10 @@ pub fn generate(args: GenerateArgs, runtime: tokio::runtime::Runtime) -> anyhow:
     let month = Month::parse(&args.month).context("--month must be YYYY-MM")?;
     if args.print_key {
         let key = ispeed_collector::generate::synthetic_key(args.seed);
-        println!("{}", ispeed_proto::receipt::encode_public_key(&key.verifying_key()));
+        println!(
+            "{}",
+            ispeed_proto::receipt::encode_public_key(&key.verifying_key())
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let file = read_file(args.config.as_deref())?;

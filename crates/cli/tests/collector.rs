@@ -21,7 +21,8 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("ispeed-cli-collector-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ispeed-cli-collector-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Dir(dir)
@@ -44,7 +45,11 @@ impl Drop for Process {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16) {
@@ -110,27 +115,49 @@ fn sigkill_during_a_burst_loses_no_acknowledged_result_and_resending_duplicates_
         "synthetic",
         &ispeed_proto::receipt::encode_public_key(&synthetic_key(seed).verifying_key()),
     );
-    let enricher = load_enricher(&ispeed_collector::RawConfig::default().resolve(&data).unwrap()).unwrap();
+    let enricher = load_enricher(
+        &ispeed_collector::RawConfig::default()
+            .resolve(&data)
+            .unwrap(),
+    )
+    .unwrap();
     let generator = Generator::new(seed, Month::of_unix_ms(now_ms()), TOTAL, &enricher);
-    let submissions: Arc<Vec<SubmitResult>> =
-        Arc::new((0..TOTAL).map(|i| generator.sample(i, Some(now_ms()))).collect());
+    let submissions: Arc<Vec<SubmitResult>> = Arc::new(
+        (0..TOTAL)
+            .map(|i| generator.sample(i, Some(now_ms())))
+            .collect(),
+    );
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let collector = Arc::new(Mutex::new(serve(&config, &data, port)));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let next = Arc::new(AtomicUsize::new(0));
     runtime.block_on(async {
         let workers: Vec<_> = (0..32)
             .map(|_| {
-                let (submissions, acked, next, url, collector) =
-                    (submissions.clone(), acked.clone(), next.clone(), url.clone(), collector.clone());
+                let (submissions, acked, next, url, collector) = (
+                    submissions.clone(),
+                    acked.clone(),
+                    next.clone(),
+                    url.clone(),
+                    collector.clone(),
+                );
                 tokio::spawn(async move {
                     loop {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(submission) = submissions.get(index) else { break };
-                        if ispeed_client::submit::submit(&url, submission).await.is_ok() {
+                        let Some(submission) = submissions.get(index) else {
+                            break;
+                        };
+                        if ispeed_client::submit::submit(&url, submission)
+                            .await
+                            .is_ok()
+                        {
                             let mut acked = acked.lock().unwrap();
                             acked.insert(submission.result_id.to_string());
                             if acked.len() == KILL_AFTER {
@@ -149,7 +176,10 @@ fn sigkill_during_a_burst_loses_no_acknowledged_result_and_resending_duplicates_
     collector.lock().unwrap().0.wait().unwrap();
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= KILL_AFTER, "{} acked", acked.len());
-    assert!((acked.len() as u64) < TOTAL, "the kill came during the burst");
+    assert!(
+        (acked.len() as u64) < TOTAL,
+        "the kill came during the burst"
+    );
 
     // Restart on the same data: every acknowledged result is there, once.
     let restarted = serve(&config, &data, port);
@@ -196,7 +226,12 @@ fn a_client_whose_collector_is_down_spools_and_later_delivers_exactly_once() {
     let tp_port = free_port();
     let _test_point = Process(
         Command::new(BIN)
-            .args(["server", "--listen", &format!("127.0.0.1:{tp_port}"), "--key"])
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{tp_port}"),
+                "--key",
+            ])
             .arg(dir.0.join("tp.key"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -207,12 +242,30 @@ fn a_client_whose_collector_is_down_spools_and_later_delivers_exactly_once() {
     let collector_port = free_port();
     let collector_url = format!("http://127.0.0.1:{collector_port}");
     let test = Command::new(BIN)
-        .args(["test", "--server", &format!("http://127.0.0.1:{tp_port}"), "--collector", &collector_url])
-        .args(["--json", "--max-seconds", "1", "--location", "21.0288,105.8522", "--access", "fixed"])
+        .args([
+            "test",
+            "--server",
+            &format!("http://127.0.0.1:{tp_port}"),
+            "--collector",
+            &collector_url,
+        ])
+        .args([
+            "--json",
+            "--max-seconds",
+            "1",
+            "--location",
+            "21.0288,105.8522",
+            "--access",
+            "fixed",
+        ])
         .env("ISPEED_CONFIG_DIR", &home)
         .output()
         .unwrap();
-    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stderr));
+    assert!(
+        test.status.success(),
+        "{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
     let result: serde_json::Value = serde_json::from_slice(&test.stdout).unwrap();
     assert_eq!(result["submitted"], false);
     let result_id = result["result_id"].as_str().unwrap().to_owned();
@@ -243,11 +296,22 @@ fn a_client_whose_collector_is_down_spools_and_later_delivers_exactly_once() {
 
     let deliver = || {
         let output = Command::new(BIN)
-            .args(["submit", "--pending", "--collector", &collector_url, "--force", "--json"])
+            .args([
+                "submit",
+                "--pending",
+                "--collector",
+                &collector_url,
+                "--force",
+                "--json",
+            ])
             .env("ISPEED_CONFIG_DIR", &home)
             .output()
             .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
     let first = deliver();

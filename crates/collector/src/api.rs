@@ -72,7 +72,10 @@ pub fn now_ms() -> u64 {
 
 async fn openapi() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         OPENAPI_JSON,
     )
         .into_response()
@@ -83,10 +86,15 @@ async fn submit_result(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<StoredResult>), ApiFailure> {
     let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+        BytesRejection::FailedToBufferBody(_)
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+        {
             ApiFailure::new(
                 ErrorCode::PayloadTooLarge,
-                format!("a result must be at most {} bytes", state.config.max_body_bytes),
+                format!(
+                    "a result must be at most {} bytes",
+                    state.config.max_body_bytes
+                ),
             )
         }
         other => ApiFailure::bad_request(format!("cannot read the body: {other}")),
@@ -108,9 +116,16 @@ async fn get_result(
         .get(DEVICE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            ApiFailure::bad_request(format!("the {DEVICE_HEADER} header names the submitting device"))
+            ApiFailure::bad_request(format!(
+                "the {DEVICE_HEADER} header names the submitting device"
+            ))
         })?;
-    let hidden = || ApiFailure::new(ErrorCode::NotFound, "no result with this id for this device");
+    let hidden = || {
+        ApiFailure::new(
+            ErrorCode::NotFound,
+            "no result with this id for this device",
+        )
+    };
     let row = state.store.get(id).await?.ok_or_else(hidden)?;
     // Only the submitting device may read a result; others learn nothing,
     // not even that it exists.
@@ -120,9 +135,7 @@ async fn get_result(
     Ok(Json(row.record))
 }
 
-async fn test_points(
-    State(state): State<CollectorState>,
-) -> Result<Json<TestPoints>, ApiFailure> {
+async fn test_points(State(state): State<CollectorState>) -> Result<Json<TestPoints>, ApiFailure> {
     let test_points = state
         .store
         .test_points()
@@ -191,7 +204,10 @@ fn resolve(state: &CollectorState, params: StatsParams) -> Result<Resolved, ApiF
                 .code
                 .ok_or_else(|| ApiFailure::bad_request("code is required for level=province"))?;
             let province = units.province(&code).ok_or_else(|| {
-                ApiFailure::new(ErrorCode::UnknownUnit, format!("no province with code {code:?}"))
+                ApiFailure::new(
+                    ErrorCode::UnknownUnit,
+                    format!("no province with code {code:?}"),
+                )
             })?;
             (code, String::new(), province.name.clone())
         }
@@ -200,7 +216,10 @@ fn resolve(state: &CollectorState, params: StatsParams) -> Result<Resolved, ApiF
                 .code
                 .ok_or_else(|| ApiFailure::bad_request("code is required for level=ward"))?;
             let ward = units.ward(&code).ok_or_else(|| {
-                ApiFailure::new(ErrorCode::UnknownUnit, format!("no ward with code {code:?}"))
+                ApiFailure::new(
+                    ErrorCode::UnknownUnit,
+                    format!("no ward with code {code:?}"),
+                )
             })?;
             (code, ward.province_code.clone(), ward.name.clone())
         }
@@ -215,7 +234,13 @@ fn resolve(state: &CollectorState, params: StatsParams) -> Result<Resolved, ApiF
     })?;
     let isp = match params.isp {
         Some(isp) if isp != stats::ALL_ISPS => {
-            if !state.enricher.isps.isps().iter().any(|known| known.id == isp) {
+            if !state
+                .enricher
+                .isps
+                .isps()
+                .iter()
+                .any(|known| known.id == isp)
+            {
                 return Err(ApiFailure::new(
                     ErrorCode::UnknownUnit,
                     format!("no ISP with id {isp:?}; see {}", paths::ISPS),
@@ -225,12 +250,13 @@ fn resolve(state: &CollectorState, params: StatsParams) -> Result<Resolved, ApiF
         }
         _ => None,
     };
-    let access = match params.access {
-        Some(text) => Some(AccessKind::parse(&text).ok_or_else(|| {
-            ApiFailure::bad_request("access must be mobile, fixed or unknown")
-        })?),
-        None => None,
-    };
+    let access =
+        match params.access {
+            Some(text) => Some(AccessKind::parse(&text).ok_or_else(|| {
+                ApiFailure::bad_request("access must be mobile, fixed or unknown")
+            })?),
+            None => None,
+        };
     let ip = match params.ip.as_deref() {
         Some("4") => Some(4),
         Some("6") => Some(6),
@@ -248,6 +274,9 @@ fn resolve(state: &CollectorState, params: StatsParams) -> Result<Resolved, ApiF
     })
 }
 
+/// `YYYY-MM`, `YYYY-Qn` (n in 1..=4) or `12m`, digits ASCII, as the OpenAPI
+/// document promises: `Period::parse` alone also takes `+123-05` or `2026-Q01`,
+/// which would then be echoed back in `period`.
 fn query_params(
     params: Result<Query<StatsParams>, QueryRejection>,
 ) -> Result<StatsParams, ApiFailure> {
@@ -388,13 +417,19 @@ async fn timeseries_handler(
         .store
         .cells(stats::unit_query(r.level, &r.code, &r.parent, r.period))
         .await?;
-    let points = stats::series(&cells, &r.filters, r.level, r.period, &state.config.thresholds)
-        .into_iter()
-        .map(|(month, row)| SeriesPoint {
-            month: month.to_string(),
-            row,
-        })
-        .collect();
+    let points = stats::series(
+        &cells,
+        &r.filters,
+        r.level,
+        r.period,
+        &state.config.thresholds,
+    )
+    .into_iter()
+    .map(|(month, row)| SeriesPoint {
+        month: month.to_string(),
+        row,
+    })
+    .collect();
     Ok(Json(TimeseriesResponse {
         level: r.level,
         code: r.code,
@@ -427,7 +462,10 @@ async fn units(
     let response = match params.province {
         Some(code) => {
             let province = units.province(&code).ok_or_else(|| {
-                ApiFailure::new(ErrorCode::UnknownUnit, format!("no province with code {code:?}"))
+                ApiFailure::new(
+                    ErrorCode::UnknownUnit,
+                    format!("no province with code {code:?}"),
+                )
             })?;
             UnitsResponse {
                 provinces: vec![province.clone()],

@@ -36,7 +36,9 @@ impl From<StoreError> for ApiFailure {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "store failure");
         match error {
-            StoreError::Corrupt(_) => ApiFailure::new(ErrorCode::Internal, "stored data is unreadable"),
+            StoreError::Corrupt(_) => {
+                ApiFailure::new(ErrorCode::Internal, "stored data is unreadable")
+            }
             _ => ApiFailure::new(
                 ErrorCode::StoreUnavailable,
                 "the store cannot take this request now; retry later",

@@ -83,16 +83,76 @@ struct IspProfile {
 }
 
 const PROFILES: &[IspProfile] = &[
-    IspProfile { id: "viettel", share: 0.36, mobile: 0.55, fixed_down: 190.0, mobile_down: 85.0 },
-    IspProfile { id: "vnpt", share: 0.28, mobile: 0.45, fixed_down: 170.0, mobile_down: 70.0 },
-    IspProfile { id: "fpt", share: 0.17, mobile: 0.0, fixed_down: 210.0, mobile_down: 0.0 },
-    IspProfile { id: "mobifone", share: 0.08, mobile: 1.0, fixed_down: 0.0, mobile_down: 55.0 },
-    IspProfile { id: "cmc", share: 0.03, mobile: 0.0, fixed_down: 150.0, mobile_down: 0.0 },
-    IspProfile { id: "sctv", share: 0.025, mobile: 0.0, fixed_down: 95.0, mobile_down: 0.0 },
-    IspProfile { id: "vietnamobile", share: 0.02, mobile: 1.0, fixed_down: 0.0, mobile_down: 30.0 },
-    IspProfile { id: "spt", share: 0.01, mobile: 0.0, fixed_down: 80.0, mobile_down: 0.0 },
-    IspProfile { id: "netnam", share: 0.01, mobile: 0.0, fixed_down: 120.0, mobile_down: 0.0 },
-    IspProfile { id: "vtvcab", share: 0.005, mobile: 0.0, fixed_down: 70.0, mobile_down: 0.0 },
+    IspProfile {
+        id: "viettel",
+        share: 0.36,
+        mobile: 0.55,
+        fixed_down: 190.0,
+        mobile_down: 85.0,
+    },
+    IspProfile {
+        id: "vnpt",
+        share: 0.28,
+        mobile: 0.45,
+        fixed_down: 170.0,
+        mobile_down: 70.0,
+    },
+    IspProfile {
+        id: "fpt",
+        share: 0.17,
+        mobile: 0.0,
+        fixed_down: 210.0,
+        mobile_down: 0.0,
+    },
+    IspProfile {
+        id: "mobifone",
+        share: 0.08,
+        mobile: 1.0,
+        fixed_down: 0.0,
+        mobile_down: 55.0,
+    },
+    IspProfile {
+        id: "cmc",
+        share: 0.03,
+        mobile: 0.0,
+        fixed_down: 150.0,
+        mobile_down: 0.0,
+    },
+    IspProfile {
+        id: "sctv",
+        share: 0.025,
+        mobile: 0.0,
+        fixed_down: 95.0,
+        mobile_down: 0.0,
+    },
+    IspProfile {
+        id: "vietnamobile",
+        share: 0.02,
+        mobile: 1.0,
+        fixed_down: 0.0,
+        mobile_down: 30.0,
+    },
+    IspProfile {
+        id: "spt",
+        share: 0.01,
+        mobile: 0.0,
+        fixed_down: 80.0,
+        mobile_down: 0.0,
+    },
+    IspProfile {
+        id: "netnam",
+        share: 0.01,
+        mobile: 0.0,
+        fixed_down: 120.0,
+        mobile_down: 0.0,
+    },
+    IspProfile {
+        id: "vtvcab",
+        share: 0.005,
+        mobile: 0.0,
+        fixed_down: 70.0,
+        mobile_down: 0.0,
+    },
 ];
 
 /// Fraction of samples from heavy testers (few devices, many tests a day).
@@ -125,7 +185,7 @@ impl Generator {
         let key = synthetic_key(seed);
         let public_key = encode_public_key(&key.verifying_key());
         // Ward weights: log-normal spread, cities and urban wards heavier.
-        let mut rng = Rng::new(seed ^ 0x5EED_0F_3A4D5);
+        let mut rng = Rng::new(seed ^ 0x05EE_D0F3_A4D5);
         let mut weights = Vec::new();
         let mut wards = Vec::new();
         for ward in enricher.units.wards() {
@@ -167,13 +227,19 @@ impl Generator {
         let mut ranges_v4: HashMap<&'static str, Vec<(u32, u32)>> = HashMap::new();
         for (start, end, asn) in table.ipv4_ranges() {
             if let Some(isp) = asn_to_isp.get(&asn) {
-                ranges_v4.entry(isp).or_default().push((start.into(), end.into()));
+                ranges_v4
+                    .entry(isp)
+                    .or_default()
+                    .push((start.into(), end.into()));
             }
         }
         let mut ranges_v6: HashMap<&'static str, Vec<(u128, u128)>> = HashMap::new();
         for (start, end, asn) in table.ipv6_ranges() {
             if let Some(isp) = asn_to_isp.get(&asn) {
-                ranges_v6.entry(isp).or_default().push((start.into(), end.into()));
+                ranges_v6
+                    .entry(isp)
+                    .or_default()
+                    .push((start.into(), end.into()));
             }
         }
         Generator {
@@ -201,7 +267,10 @@ impl Generator {
     /// submission over HTTP, where receipts must be fresh); otherwise it
     /// falls in the generator's month.
     pub fn sample(&self, index: u64, fresh_at_ms: Option<u64>) -> SubmitResult {
-        let mut rng = Rng::new(self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = Rng::new(
+            self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+                ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         let heavy = rng.unit() < HEAVY_SHARE;
         // Heavy testers: one device per 2 000 samples, each living in one
         // ward and testing about 20 times a day on 3 days of the month.
@@ -234,7 +303,10 @@ impl Generator {
         } else {
             let pool = (ward.expected / 4.0).ceil().max(1.0) as u64;
             let k = rng.below(pool);
-            (format!("{:016x}-{}-{k}", self.seed, ward.code), rng.below(28) as i64)
+            (
+                format!("{:016x}-{}-{k}", self.seed, ward.code),
+                rng.below(28) as i64,
+            )
         };
         let month_start_ms = self.month.first_day() as i64 * 86_400_000 - ICT_OFFSET_MS;
         let started_at_ms = match fresh_at_ms {
@@ -248,9 +320,12 @@ impl Generator {
         } else {
             (profile.fixed_down, 0.6)
         };
-        let download = rng.log_normal(down_median, sigma).min(SYNTHETIC_LINE_RATE_MBPS * 0.9);
+        let download = rng
+            .log_normal(down_median, sigma)
+            .min(SYNTHETIC_LINE_RATE_MBPS * 0.9);
         let upload_ratio = if mobile { 0.35 } else { 0.9 };
-        let upload = (download * rng.log_normal(upload_ratio, 0.3)).min(SYNTHETIC_LINE_RATE_MBPS * 0.9);
+        let upload =
+            (download * rng.log_normal(upload_ratio, 0.3)).min(SYNTHETIC_LINE_RATE_MBPS * 0.9);
         let latency_ms = rng.log_normal(if mobile { 28.0 } else { 9.0 }, 0.5);
 
         let ip = self.address(profile.id, &mut rng);
@@ -289,7 +364,10 @@ impl Generator {
         let payload = ReceiptPayload {
             v: 1,
             protocol: PROTOCOL.to_owned(),
-            session_id: Uuid::from_u128(u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())).to_string(),
+            session_id: Uuid::from_u128(
+                u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()),
+            )
+            .to_string(),
             test_point_id: SYNTHETIC_TEST_POINT_ID.to_owned(),
             key: self.public_key.clone(),
             client_addr: client_addr.to_string(),
@@ -326,7 +404,11 @@ impl Generator {
                 lat: ward.lat + 0.002 * rng.normal(),
                 lon: ward.lon + 0.002 * rng.normal(),
                 accuracy_m: Some(rng.log_normal(30.0, 1.0)),
-                source: if rng.unit() < 0.7 { LocationSource::Gps } else { LocationSource::Network },
+                source: if rng.unit() < 0.7 {
+                    LocationSource::Gps
+                } else {
+                    LocationSource::Network
+                },
             };
             (Some(location), None)
         } else if place < 0.95 {
@@ -342,8 +424,14 @@ impl Generator {
             };
             Access::Mobile { tech: Some(tech) }
         } else {
-            let medium = if rng.unit() < 0.8 { FixedMedium::Wifi } else { FixedMedium::Ethernet };
-            Access::Fixed { medium: Some(medium) }
+            let medium = if rng.unit() < 0.8 {
+                FixedMedium::Wifi
+            } else {
+                FixedMedium::Ethernet
+            };
+            Access::Fixed {
+                medium: Some(medium),
+            }
         };
         let kind = match rng.below(10) {
             0..=5 => ClientKind::App,
@@ -351,7 +439,9 @@ impl Generator {
             _ => ClientKind::Cli,
         };
         SubmitResult {
-            result_id: Uuid::from_u128(u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())),
+            result_id: Uuid::from_u128(
+                u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()),
+            ),
             device_id,
             measured_at_ms: started_at_ms,
             client: ClientInfo {
@@ -418,7 +508,12 @@ pub async fn generate_into_store(
     use std::collections::VecDeque;
 
     let public_key = generator.public_key().to_owned();
-    if !store.test_points().await?.iter().any(|tp| tp.public_key == public_key) {
+    if !store
+        .test_points()
+        .await?
+        .iter()
+        .any(|tp| tp.public_key == public_key)
+    {
         store
             .upsert_test_point(TestPointRecord {
                 id: SYNTHETIC_TEST_POINT_ID.to_owned(),
@@ -450,7 +545,16 @@ pub async fn generate_into_store(
                         .and_then(|r| r.payload_unverified())
                         .expect("own receipt parses");
                     let received = payload.finished_at_ms + 2_000;
-                    build_record(&submission, &payload, &trusted, &enricher, &device_key, &tolerance, received).ok()
+                    build_record(
+                        &submission,
+                        &payload,
+                        &trusted,
+                        &enricher,
+                        &device_key,
+                        &tolerance,
+                        received,
+                    )
+                    .ok()
                 })
                 .collect::<Vec<_>>()
         })
@@ -469,15 +573,18 @@ pub async fn generate_into_store(
             .pop_front()
             .expect("non-empty")
             .await
-            .map_err(|e| crate::store::StoreError::Database(format!("generator task failed: {e}")))?;
+            .map_err(|e| {
+                crate::store::StoreError::Database(format!("generator task failed: {e}"))
+            })?;
         done += records.len() as u64;
         for outcome in store.insert(records).await? {
             match outcome {
                 InsertOutcome::Created(stored) => {
                     report.created += 1;
                     report.counted += u64::from(stored.counted);
-                    report.implausible +=
-                        u64::from(stored.status == ispeed_proto::results::ResultStatus::Implausible);
+                    report.implausible += u64::from(
+                        stored.status == ispeed_proto::results::ResultStatus::Implausible,
+                    );
                 }
                 _ => report.existing += 1,
             }

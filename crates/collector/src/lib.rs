@@ -87,7 +87,8 @@ pub async fn run(
     let (tp_listeners, url) = if config.test_listen.is_empty() {
         (None, "/".to_owned())
     } else {
-        let tp_listeners = ispeed_server::bind(&config.test_listen).map_err(CollectorError::Listener)?;
+        let tp_listeners =
+            ispeed_server::bind(&config.test_listen).map_err(CollectorError::Listener)?;
         let url = format!("http://{}", local_addrs(&tp_listeners)?[0]);
         (Some(tp_listeners), url)
     };
@@ -111,7 +112,8 @@ pub async fn run(
     match tp_listeners {
         None => {
             let router = routes(state).fallback_service(ispeed_server::app(test_point.clone()));
-            ispeed_server::serve(listeners, test_point, router, shutdown, sessions_end, grace).await;
+            ispeed_server::serve(listeners, test_point, router, shutdown, sessions_end, grace)
+                .await;
         }
         Some(tp_listeners) => {
             let router = ispeed_server::app(test_point.clone());
@@ -131,7 +133,11 @@ pub async fn run(
 }
 
 /// Serves a router on listeners with graceful shutdown.
-async fn serve_plain(listeners: Vec<TcpListener>, router: axum::Router, shutdown: CancellationToken) {
+async fn serve_plain(
+    listeners: Vec<TcpListener>,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) {
     let tasks: Vec<_> = listeners
         .into_iter()
         .map(|listener| {

@@ -41,7 +41,7 @@ impl Month {
     /// `YYYY-MM`.
     pub fn parse(text: &str) -> Option<Month> {
         let (year, month) = text.split_once('-')?;
-        if year.len() != 4 || month.len() != 2 {
+        if !digits(year, 4) || !digits(month, 2) {
             return None;
         }
         Month::new(year.parse().ok()?, month.parse().ok()?)
@@ -77,10 +77,10 @@ impl Period {
             });
         }
         if let Some((year, quarter)) = text.split_once("-Q") {
-            let quarter: u32 = quarter.parse().ok().filter(|q| (1..=4).contains(q))?;
-            if year.len() != 4 {
+            if !digits(year, 4) || !digits(quarter, 1) {
                 return None;
             }
+            let quarter: u32 = quarter.parse().ok().filter(|q| (1..=4).contains(q))?;
             let first = Month::new(year.parse().ok()?, quarter * 3 - 2)?;
             return Some(Period { first, months: 3 });
         }
@@ -89,6 +89,11 @@ impl Period {
     pub fn months(self) -> impl Iterator<Item = Month> {
         (0..self.months as i32).map(move |i| Month(self.first.0 + i))
     }
+}
+
+/// Exactly `len` ASCII digits (`str::parse` would also take a sign).
+fn digits(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 // Howard Hinnant's days_from_civil / civil_from_days.
@@ -124,7 +129,10 @@ mod tests {
         // 2026-10-31T17:00:00Z is midnight of 1 November in Hà Nội.
         let nov_first_ict_ms = 1_793_466_000_000;
         assert_eq!(Month::of_unix_ms(nov_first_ict_ms).to_string(), "2026-11");
-        assert_eq!(Month::of_unix_ms(nov_first_ict_ms - 1).to_string(), "2026-10");
+        assert_eq!(
+            Month::of_unix_ms(nov_first_ict_ms - 1).to_string(),
+            "2026-10"
+        );
         for days in -1000..40_000 {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
@@ -140,7 +148,10 @@ mod tests {
         let p = Period::parse("12m", now).unwrap();
         assert_eq!(p.first.to_string(), "2025-12");
         assert_eq!(p.months().last().unwrap().to_string(), "2026-11");
-        for bad in ["2026-13", "2026-Q5", "26-10", "2026-1", "", "12", "2026-Q0"] {
+        for bad in [
+            "2026-13", "2026-Q5", "26-10", "2026-1", "", "12", "2026-Q0", "+123-05", "2026-Q01",
+            "2026-+5",
+        ] {
             assert!(Period::parse(bad, now).is_none(), "{bad}");
         }
         assert_eq!(Month::parse("2026-10").unwrap().first_day() + 30, {

@@ -159,7 +159,10 @@ impl CollectorState {
                 ErrorCode::ReceiptReused,
                 "this receipt already backs another result",
             )),
-            None => Err(ApiFailure::new(ErrorCode::Internal, "store returned no outcome")),
+            None => Err(ApiFailure::new(
+                ErrorCode::Internal,
+                "store returned no outcome",
+            )),
         }
     }
 }

@@ -105,7 +105,10 @@ pub fn rows(
 pub fn by_code(cells: Vec<(CellKey, Cell)>) -> BTreeMap<String, Vec<(CellKey, Cell)>> {
     let mut groups: BTreeMap<String, Vec<(CellKey, Cell)>> = BTreeMap::new();
     for (key, cell) in cells {
-        groups.entry(key.code.clone()).or_default().push((key, cell));
+        groups
+            .entry(key.code.clone())
+            .or_default()
+            .push((key, cell));
     }
     groups
 }

@@ -155,7 +155,10 @@ impl Verifier {
 }
 
 fn receipt_refusal(error: ReceiptError) -> Refusal {
-    refuse(ErrorCode::BadSignature, format!("receipt rejected: {error}"))
+    refuse(
+        ErrorCode::BadSignature,
+        format!("receipt rejected: {error}"),
+    )
 }
 
 fn check_values(
@@ -199,8 +202,14 @@ fn check_values(
     for (what, value) in [
         ("metrics.latency_ms", m.latency_ms),
         ("metrics.jitter_ms", m.jitter_ms),
-        ("metrics.loaded_latency_download_ms", m.loaded_latency_download_ms),
-        ("metrics.loaded_latency_upload_ms", m.loaded_latency_upload_ms),
+        (
+            "metrics.loaded_latency_download_ms",
+            m.loaded_latency_download_ms,
+        ),
+        (
+            "metrics.loaded_latency_upload_ms",
+            m.loaded_latency_upload_ms,
+        ),
     ] {
         if let Some(v) = value {
             if !v.is_finite() || !(0.0..=600_000.0).contains(&v) {

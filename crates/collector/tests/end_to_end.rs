@@ -18,7 +18,10 @@ async fn a_test_through_the_collector_shows_in_the_ward_statistics() {
 
     let points = discover(url).await.unwrap();
     assert_eq!(points.len(), 1);
-    assert_eq!(points[0].url, *url, "the local test point shares the collector's address");
+    assert_eq!(
+        points[0].url, *url,
+        "the local test point shares the collector's address"
+    );
 
     let mut options = TestOptions::new(points[0].url.clone());
     options.max_seconds = 1.0;
@@ -46,12 +49,19 @@ async fn a_test_through_the_collector_shows_in_the_ward_statistics() {
     let record = &submitted.record;
     assert_eq!(record.ward_code.as_deref(), Some("00070"));
     assert_eq!(record.province_code.as_deref(), Some("01"));
-    assert_eq!(record.isp, "other", "127.0.0.1 belongs to no Vietnamese ISP");
+    assert_eq!(
+        record.isp, "other",
+        "127.0.0.1 belongs to no Vietnamese ISP"
+    );
     assert_eq!(record.metrics.download_mbps, result.download_mbps);
     assert!(record.counted, "{record:?}");
 
     let month = ispeed_collector::period::Month::of_unix_ms(ispeed_client::submit::now_ms());
-    let stats = get_json(url, &format!("/api/v1/stats?level=ward&code=00070&period={month}")).await;
+    let stats = get_json(
+        url,
+        &format!("/api/v1/stats?level=ward&code=00070&period={month}"),
+    )
+    .await;
     assert_eq!(stats["name"], "Hoàn Kiếm");
     let all = &stats["rows"][0];
     assert_eq!(all["isp"], "all");
@@ -59,14 +69,30 @@ async fn a_test_through_the_collector_shows_in_the_ward_statistics() {
     assert_eq!(all["devices"], 1);
     let median = all["download_mbps"]["median"].as_f64().unwrap();
     let published = result.download_mbps.unwrap();
-    assert!((median / published - 1.0).abs() < 0.01, "{median} vs {published}");
-    let flags: Vec<&str> = all["flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(
+        (median / published - 1.0).abs() < 0.01,
+        "{median} vs {published}"
+    );
+    let flags: Vec<&str> = all["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
     assert!(flags.contains(&"below_quota"), "{flags:?}");
 
     // The province and the nation count it too; a neighbouring ward does not.
-    let province = get_json(url, &format!("/api/v1/stats?level=province&code=01&period={month}")).await;
+    let province = get_json(
+        url,
+        &format!("/api/v1/stats?level=province&code=01&period={month}"),
+    )
+    .await;
     assert_eq!(province["rows"][0]["n"], 1);
-    let children = get_json(url, &format!("/api/v1/stats/children?level=province&code=01&period={month}")).await;
+    let children = get_json(
+        url,
+        &format!("/api/v1/stats/children?level=province&code=01&period={month}"),
+    )
+    .await;
     let wards = children["children"].as_array().unwrap();
     assert!(wards.len() > 100, "every ward of Hà Nội is listed");
     let counted: Vec<&str> = wards
@@ -78,9 +104,15 @@ async fn a_test_through_the_collector_shows_in_the_ward_statistics() {
 
     // The device reads its own record back.
     let path = format!("/api/v1/results/{}", submission.result_id);
-    let (status, _) = request(url, "GET", &path, &[("x-ispeed-device", "device-under-test")], vec![])
-        .await
-        .unwrap();
+    let (status, _) = request(
+        url,
+        "GET",
+        &path,
+        &[("x-ispeed-device", "device-under-test")],
+        vec![],
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 200);
     collector.stop().await;
 }

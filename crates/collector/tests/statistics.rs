@@ -29,17 +29,32 @@ fn open(dir: &std::path::Path) -> Arc<dyn Store> {
 
 /// Compares one API row with the exact figures of `values`.
 fn check_row(what: &str, row: &serde_json::Value, values: &[&CountedValues]) -> f64 {
-    assert_eq!(row["n"].as_u64().unwrap() as usize, values.len(), "{what}: n");
+    assert_eq!(
+        row["n"].as_u64().unwrap() as usize,
+        values.len(),
+        "{what}: n"
+    );
     let devices: HashSet<_> = values.iter().map(|v| v.device_hash).collect();
     let estimate = row["devices"].as_u64().unwrap() as f64;
     if devices.len() <= 128 {
-        assert_eq!(estimate as usize, devices.len(), "{what}: devices are exact up to 128");
+        assert_eq!(
+            estimate as usize,
+            devices.len(),
+            "{what}: devices are exact up to 128"
+        );
     } else {
-        assert!((estimate / devices.len() as f64 - 1.0).abs() < 0.05, "{what}: devices {estimate} vs {}", devices.len());
+        assert!(
+            (estimate / devices.len() as f64 - 1.0).abs() < 0.05,
+            "{what}: devices {estimate} vs {}",
+            devices.len()
+        );
     }
     let mut worst: f64 = 0.0;
     for (metric, pick) in [
-        ("download_mbps", (|v: &CountedValues| v.download_mbps) as fn(&CountedValues) -> Option<f64>),
+        (
+            "download_mbps",
+            (|v: &CountedValues| v.download_mbps) as fn(&CountedValues) -> Option<f64>,
+        ),
         ("upload_mbps", |v: &CountedValues| v.upload_mbps),
         ("latency_ms", |v: &CountedValues| v.latency_ms),
     ] {
@@ -50,20 +65,38 @@ fn check_row(what: &str, row: &serde_json::Value, values: &[&CountedValues]) -> 
             assert!(summary["median"].is_null());
             continue;
         }
-        for (key, q) in [("p10", 0.1), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p90", 0.9)] {
+        for (key, q) in [
+            ("p10", 0.1),
+            ("p25", 0.25),
+            ("median", 0.5),
+            ("p75", 0.75),
+            ("p90", 0.9),
+        ] {
             let got = summary[key].as_f64().unwrap();
             let exact = exact_quantile(&sorted, q);
             let error = (got / exact - 1.0).abs();
-            assert!(error <= 0.01, "{what} {metric} {key}: {got} vs exact {exact}");
+            assert!(
+                error <= 0.01,
+                "{what} {metric} {key}: {got} vs exact {exact}"
+            );
             worst = worst.max(error);
         }
         let mean = sorted.iter().sum::<f64>() / sorted.len() as f64;
         let got = summary["mean"].as_f64().unwrap();
-        assert!((got / mean - 1.0).abs() < 1e-6, "{what} {metric} mean {got} vs {mean}");
+        assert!(
+            (got / mean - 1.0).abs() < 1e-6,
+            "{what} {metric} mean {got} vs {mean}"
+        );
         if sorted.len() >= 6 {
-            let [low, high] = [summary["median_ci95"][0].as_f64().unwrap(), summary["median_ci95"][1].as_f64().unwrap()];
+            let [low, high] = [
+                summary["median_ci95"][0].as_f64().unwrap(),
+                summary["median_ci95"][1].as_f64().unwrap(),
+            ];
             let median = summary["median"].as_f64().unwrap();
-            assert!(low <= median && median <= high, "{what} {metric}: CI [{low}, {high}] around {median}");
+            assert!(
+                low <= median && median <= high,
+                "{what} {metric}: CI [{low}, {high}] around {median}"
+            );
         }
     }
     worst
@@ -78,7 +111,9 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
     let generator = Arc::new(Generator::new(3, month, 40_000, &enricher));
     {
         let store = open(dir.path());
-        let report = generate_into_store(store, enricher.clone(), generator, |_| {}).await.unwrap();
+        let report = generate_into_store(store, enricher.clone(), generator, |_| {})
+            .await
+            .unwrap();
         assert_eq!(report.created, 40_000);
         assert!(report.implausible > 100, "{report:?}");
     }
@@ -98,18 +133,27 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
         .unwrap();
     let mut rows = statement.query([]).unwrap();
     while let Some(row) = rows.next().unwrap() {
-        let key = (row.get::<_, Vec<u8>>(0).unwrap(), row.get::<_, i64>(1).unwrap());
+        let key = (
+            row.get::<_, Vec<u8>>(0).unwrap(),
+            row.get::<_, i64>(1).unwrap(),
+        );
         let entry = per_device_day.entry(key).or_default();
         if row.get::<_, String>(2).unwrap() == "accepted" {
             entry.0 += 1;
         }
         entry.1 += u64::from(row.get::<_, bool>(3).unwrap());
     }
-    assert!(per_device_day.values().any(|(accepted, _)| *accepted > 10), "heavy testers exist");
+    assert!(
+        per_device_day.values().any(|(accepted, _)| *accepted > 10),
+        "heavy testers exist"
+    );
     for (accepted, counted) in per_device_day.values() {
         assert_eq!(*counted, (*accepted).min(3));
     }
-    assert_eq!(values.len() as u64, per_device_day.values().map(|v| v.1).sum::<u64>());
+    assert_eq!(
+        values.len() as u64,
+        per_device_day.values().map(|v| v.1).sum::<u64>()
+    );
 
     let collector = start(dir.path(), RawConfig::default(), false).await;
     let url = &collector.url;
@@ -123,12 +167,20 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
         worst = worst.max(check_row(&format!("nation/{isp}"), row, &subset));
     }
     for province in ["01", "79", "48", "24"] {
-        let stats = get_json(url, &format!("/api/v1/stats?level=province&code={province}&period={MONTH}&access=mobile")).await;
+        let stats = get_json(
+            url,
+            &format!("/api/v1/stats?level=province&code={province}&period={MONTH}&access=mobile"),
+        )
+        .await;
         let subset: Vec<&CountedValues> = values
             .iter()
             .filter(|v| v.province_code.as_deref() == Some(province) && v.access == "mobile")
             .collect();
-        worst = worst.max(check_row(&format!("province {province} mobile"), &stats["rows"][0], &subset));
+        worst = worst.max(check_row(
+            &format!("province {province} mobile"),
+            &stats["rows"][0],
+            &subset,
+        ));
     }
     // The busiest wards, every ISP row.
     let mut ward_counts: HashMap<&str, usize> = HashMap::new();
@@ -140,7 +192,11 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
     let mut busiest: Vec<(&str, usize)> = ward_counts.into_iter().collect();
     busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     for (ward, _) in busiest.iter().take(5) {
-        let stats = get_json(url, &format!("/api/v1/stats?level=ward&code={ward}&period={MONTH}")).await;
+        let stats = get_json(
+            url,
+            &format!("/api/v1/stats?level=ward&code={ward}&period={MONTH}"),
+        )
+        .await;
         for row in stats["rows"].as_array().unwrap() {
             let isp = row["isp"].as_str().unwrap();
             let subset: Vec<&CountedValues> = values
@@ -150,14 +206,20 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
             worst = worst.max(check_row(&format!("ward {ward}/{isp}"), row, &subset));
         }
     }
-    eprintln!("worst relative quantile error against exact: {:.3} %", worst * 100.0);
+    eprintln!(
+        "worst relative quantile error against exact: {:.3} %",
+        worst * 100.0
+    );
 
     // Rebuilding the rollups from raw results gives the same answers.
     let questions = [
         format!("/api/v1/stats/children?level=nation&period={MONTH}"),
         format!("/api/v1/stats/children?level=province&code=01&period={MONTH}"),
-        format!("/api/v1/stats?level=ward&code={}&period={MONTH}", busiest[0].0),
-        format!("/api/v1/stats/timeseries?level=province&code=79&period=2026-Q4"),
+        format!(
+            "/api/v1/stats?level=ward&code={}&period={MONTH}",
+            busiest[0].0
+        ),
+        "/api/v1/stats/timeseries?level=province&code=79&period=2026-Q4".to_owned(),
     ];
     let mut before = Vec::new();
     for question in &questions {
@@ -172,13 +234,23 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
     }
     let collector = start(dir.path(), RawConfig::default(), false).await;
     for (question, expected) in questions.iter().zip(&before) {
-        assert_eq!(&get_json(&collector.url, question).await, expected, "{question}");
+        assert_eq!(
+            &get_json(&collector.url, question).await,
+            expected,
+            "{question}"
+        );
     }
     collector.stop().await;
 }
 
 /// `n` accepted results in `ward`, each from its own device.
-fn results_in(template: &NewResult, ward: &str, province: &str, n: usize, tag: u64) -> Vec<NewResult> {
+fn results_in(
+    template: &NewResult,
+    ward: &str,
+    province: &str,
+    n: usize,
+    tag: u64,
+) -> Vec<NewResult> {
     (0..n)
         .map(|i| {
             let mut r = template.clone();
@@ -202,7 +274,10 @@ async fn sufficiency_flags_switch_exactly_at_the_thresholds() {
     let enricher = load_enricher(&config).unwrap();
     let generator = Generator::new(5, month, 10, &enricher);
     let submission = generator.sample(0, None);
-    let payload = ispeed_proto::Receipt::parse(&submission.receipt).unwrap().payload_unverified().unwrap();
+    let payload = ispeed_proto::Receipt::parse(&submission.receipt)
+        .unwrap()
+        .payload_unverified()
+        .unwrap();
     let trusted = ispeed_collector::verify::TrustedKey {
         test_point_id: "synthetic".into(),
         key: ispeed_collector::generate::synthetic_key(5).verifying_key(),
@@ -220,7 +295,12 @@ async fn sufficiency_flags_switch_exactly_at_the_thresholds() {
     .unwrap();
     // Hà Nội's wards hold 299 + 300 + 1 (province 600); Huế (46) holds 99 in
     // one ward, Đà Nẵng (48) 100.
-    let hanoi: Vec<String> = enricher.units.wards_of("01").take(3).map(|w| w.code.clone()).collect();
+    let hanoi: Vec<String> = enricher
+        .units
+        .wards_of("01")
+        .take(3)
+        .map(|w| w.code.clone())
+        .collect();
     let hue = enricher.units.wards_of("46").next().unwrap().code.clone();
     let danang = enricher.units.wards_of("48").next().unwrap().code.clone();
     let mut batch = Vec::new();
@@ -232,11 +312,18 @@ async fn sufficiency_flags_switch_exactly_at_the_thresholds() {
     {
         let store = open(dir.path());
         let outcomes = store.insert(batch).await.unwrap();
-        assert!(outcomes.iter().all(|o| matches!(o, InsertOutcome::Created(r) if r.counted)));
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, InsertOutcome::Created(r) if r.counted)));
     }
     let collector = start(dir.path(), RawConfig::default(), false).await;
     let flags = |v: &serde_json::Value| -> Vec<String> {
-        v["rows"][0]["flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect()
+        v["rows"][0]["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_owned())
+            .collect()
     };
     let ward = |code: &str| format!("/api/v1/stats?level=ward&code={code}&period={MONTH}");
     let province = |code: &str| format!("/api/v1/stats?level=province&code={code}&period={MONTH}");
@@ -255,11 +342,27 @@ async fn sufficiency_flags_switch_exactly_at_the_thresholds() {
     let p600 = get_json(&collector.url, &province("01")).await;
     assert_eq!(p600["rows"][0]["n"], 600);
     // A quarter needs three months' worth.
-    let quarter = get_json(&collector.url, &format!("/api/v1/stats?level=province&code=48&period=2026-Q4")).await;
+    let quarter = get_json(
+        &collector.url,
+        "/api/v1/stats?level=province&code=48&period=2026-Q4",
+    )
+    .await;
     assert_eq!(flags(&quarter), ["insufficient"]);
     // Wards with no sample at all are listed, and flagged.
-    let children = get_json(&collector.url, &format!("/api/v1/stats/children?level=province&code=46&period={MONTH}")).await;
-    let empty = children["children"].as_array().unwrap().iter().find(|c| c["rows"][0]["n"] == 0).unwrap();
-    assert_eq!(empty["rows"][0]["flags"], serde_json::json!(["insufficient", "below_quota"]));
+    let children = get_json(
+        &collector.url,
+        &format!("/api/v1/stats/children?level=province&code=46&period={MONTH}"),
+    )
+    .await;
+    let empty = children["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rows"][0]["n"] == 0)
+        .unwrap();
+    assert_eq!(
+        empty["rows"][0]["flags"],
+        serde_json::json!(["insufficient", "below_quota"])
+    );
     collector.stop().await;
 }

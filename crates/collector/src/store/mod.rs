@@ -8,8 +8,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 use ispeed_analytics::Level;
 use ispeed_proto::results::{
-    Access, ClientInfo, ClientMetrics, ImplausibleReason, Location, PlaceSource,
-    PublishedMetrics, ResultStatus, StoredResult,
+    Access, ClientInfo, ClientMetrics, ImplausibleReason, Location, PlaceSource, PublishedMetrics,
+    ResultStatus, StoredResult,
 };
 use uuid::Uuid;
 

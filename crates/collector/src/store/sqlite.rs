@@ -14,8 +14,8 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use async_trait::async_trait;
 use ispeed_proto::results::{
-    Access, ClientInfo, ClientKind, ImplausibleReason, PlaceSource, PublishedMetrics,
-    ResultStatus, StoredResult,
+    Access, ClientInfo, ClientKind, ImplausibleReason, PlaceSource, PublishedMetrics, ResultStatus,
+    StoredResult,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
@@ -632,7 +632,8 @@ fn stored_from_row(row: &Row<'_>, first: usize) -> Result<StoredRow, StoreError>
     let place_source: PlaceSource = from_json(&format!("\"{}\"", get_str(12)?))?;
     let status: ResultStatus = from_json(&format!("\"{}\"", get_str(18)?))?;
     let reasons: Vec<ImplausibleReason> = from_json(&get_str(19)?)?;
-    let opt = |i: usize| -> Result<Option<f64>, StoreError> { row.get(first + i).map_err(db_error) };
+    let opt =
+        |i: usize| -> Result<Option<f64>, StoreError> { row.get(first + i).map_err(db_error) };
     let record = StoredResult {
         result_id,
         received_at_ms: row.get::<_, i64>(first + 1).map_err(db_error)? as u64,
@@ -873,7 +874,9 @@ impl Store for SqliteStore {
     async fn result_count(&self) -> Result<u64, StoreError> {
         self.read(|connection| {
             connection
-                .query_row("SELECT count(*) FROM results", [], |row| row.get::<_, i64>(0))
+                .query_row("SELECT count(*) FROM results", [], |row| {
+                    row.get::<_, i64>(0)
+                })
                 .map(|n| n as u64)
                 .map_err(db_error)
         })

@@ -90,12 +90,18 @@ pub async fn start(data: &Path, mut raw: RawConfig, local_test_point: bool) -> R
     };
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
-        ispeed_collector::run(listeners, config, token).await.unwrap();
+        ispeed_collector::run(listeners, config, token)
+            .await
+            .unwrap();
     });
     let url = format!("http://{addr}");
     // Ready once the API answers.
     for _ in 0..200 {
-        if get(&url, "/api/v1/isps").await.map(|r| r.0 == 200).unwrap_or(false) {
+        if get(&url, "/api/v1/isps")
+            .await
+            .map(|r| r.0 == 200)
+            .unwrap_or(false)
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -156,8 +162,13 @@ pub async fn get_json(url: &str, path: &str) -> serde_json::Value {
 
 pub async fn post_json(url: &str, value: &impl serde::Serialize) -> (u16, serde_json::Value) {
     let body = serde_json::to_vec(value).unwrap();
-    let (status, body) = request(url, "POST", "/api/v1/results", &[], body).await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    let (status, body) = request(url, "POST", "/api/v1/results", &[], body)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// A generator whose receipts are signed by [`synthetic_test_point`]`(seed)`.
