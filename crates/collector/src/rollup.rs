@@ -25,13 +25,6 @@ impl Grain {
             Grain::Month => 1,
         }
     }
-    pub fn from_i64(v: i64) -> Option<Grain> {
-        match v {
-            0 => Some(Grain::Day),
-            1 => Some(Grain::Month),
-            _ => None,
-        }
-    }
 }
 
 pub fn level_to_i64(level: Level) -> i64 {
@@ -39,15 +32,6 @@ pub fn level_to_i64(level: Level) -> i64 {
         Level::Nation => 0,
         Level::Province => 1,
         Level::Ward => 2,
-    }
-}
-
-pub fn level_from_i64(v: i64) -> Option<Level> {
-    match v {
-        0 => Some(Level::Nation),
-        1 => Some(Level::Province),
-        2 => Some(Level::Ward),
-        _ => None,
     }
 }
 

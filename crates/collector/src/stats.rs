@@ -8,7 +8,7 @@ use ispeed_proto::results::AccessKind;
 use serde::Serialize;
 
 use crate::period::{Month, Period};
-use crate::rollup::{Cell, CellKey, Grain, NATION_CODE};
+use crate::rollup::{Cell, CellKey, Grain};
 use crate::store::CellQuery;
 
 /// The ISP name of the row that merges every ISP.
@@ -69,11 +69,6 @@ pub fn children_query(level: Level, code: &str, period: Period) -> Option<CellQu
         parent: Some(parent),
         code: None,
     })
-}
-
-/// The parent key of a unit at its level, for [`unit_query`].
-pub fn nation_code() -> &'static str {
-    NATION_CODE
 }
 
 /// One row per ISP present plus the all-ISP row first (when no ISP filter).
