@@ -53,16 +53,24 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--url" => args.url = value()?,
             "--month" => args.month = Month::parse(&value()?).ok_or("--month must be YYYY-MM")?,
-            "--samples" => args.samples = value()?.parse().map_err(|e| format!("--samples: {e}"))?,
+            "--samples" => {
+                args.samples = value()?.parse().map_err(|e| format!("--samples: {e}"))?
+            }
             "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--concurrency" => {
-                args.concurrency = value()?.parse().map_err(|e| format!("--concurrency: {e}"))?
+                args.concurrency = value()?
+                    .parse()
+                    .map_err(|e| format!("--concurrency: {e}"))?
             }
-            "--threads" => args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--threads" => {
+                args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?
+            }
             "-h" | "--help" => {
-                return Err("usage: ingest_load --url URL [--month YYYY-MM] [--samples N] [--seed S] \
+                return Err(
+                    "usage: ingest_load --url URL [--month YYYY-MM] [--samples N] [--seed S] \
                             [--concurrency C] [--threads T (tokio workers, 0 = cores)]"
-                    .into())
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -105,7 +113,8 @@ fn run(args: Args) -> Result<bool, String> {
     let now = ispeed_client::submit::now_ms();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let next = AtomicU64::new(0);
-    let bodies: Vec<Mutex<Vec<(u64, Vec<u8>)>>> = (0..cores).map(|_| Mutex::new(Vec::new())).collect();
+    let bodies: Vec<Mutex<Vec<(u64, Vec<u8>)>>> =
+        (0..cores).map(|_| Mutex::new(Vec::new())).collect();
     std::thread::scope(|scope| {
         for slot in &bodies {
             let (generator, next) = (&generator, &next);

@@ -79,10 +79,12 @@ fn parse_args() -> Result<Args, String> {
             "--random-wards" => args.random_wards = num(value()?)?,
             "--seed" => args.seed = num(value()?)? as u64,
             _ => {
-                return Err("usage: query_bench --url URL --data DIR [--period YYYY-MM] [--requests N] \
+                return Err(
+                    "usage: query_bench --url URL --data DIR [--period YYYY-MM] [--requests N] \
                             [--children-requests N] [--concurrency C] [--random-provinces K] \
                             [--random-wards K] [--seed S] [--skip-exact]"
-                    .into())
+                        .into(),
+                )
             }
         }
     }
@@ -138,7 +140,7 @@ struct Exact {
 impl Exact {
     fn add(&mut self, v: &CountedValues) {
         self.n += 1;
-        let mut push = |vec: &mut Vec<f64>, x: Option<f64>| {
+        let push = |vec: &mut Vec<f64>, x: Option<f64>| {
             if let Some(x) = x.filter(|x| x.is_finite()) {
                 vec.push(x.max(0.0));
             }
@@ -174,7 +176,9 @@ fn exact_answer<'a>(rows: &'a [CountedValues], q: &Question) -> ExactAnswer {
     let unit_of = |v: &'a CountedValues| -> Option<&'a str> {
         match (q.endpoint, q.level) {
             (Endpoint::Stats, "nation") => Some("VN"),
-            (Endpoint::Stats, "province") => (v.province_code.as_deref() == Some(code)).then_some("unit"),
+            (Endpoint::Stats, "province") => {
+                (v.province_code.as_deref() == Some(code)).then_some("unit")
+            }
             (Endpoint::Stats, _) => (v.ward_code.as_deref() == Some(code)).then_some("unit"),
             (Endpoint::Children, "nation") => v.province_code.as_deref(),
             (Endpoint::Children, _) => {
@@ -197,8 +201,18 @@ fn exact_answer<'a>(rows: &'a [CountedValues], q: &Question) -> ExactAnswer {
     groups
         .into_iter()
         .map(|(unit, by_isp)| {
-            let unit = if unit == "unit" { q.code.clone() } else { unit.to_owned() };
-            (unit, by_isp.into_iter().map(|(isp, e)| (isp.to_owned(), e.finish())).collect())
+            let unit = if unit == "unit" {
+                q.code.clone()
+            } else {
+                unit.to_owned()
+            };
+            (
+                unit,
+                by_isp
+                    .into_iter()
+                    .map(|(isp, e)| (isp.to_owned(), e.finish()))
+                    .collect(),
+            )
         })
         .collect()
 }
@@ -243,17 +257,37 @@ fn questions(args: &Args) -> Result<Vec<Question>, String> {
             picked_provinces.push(p.clone());
         }
     }
-    let mut qs = vec![Question { endpoint: Endpoint::Stats, level: "nation", code: "VN".into() }];
+    let mut qs = vec![Question {
+        endpoint: Endpoint::Stats,
+        level: "nation",
+        code: "VN".into(),
+    }];
     for p in &picked_provinces {
-        qs.push(Question { endpoint: Endpoint::Stats, level: "province", code: p.clone() });
+        qs.push(Question {
+            endpoint: Endpoint::Stats,
+            level: "province",
+            code: p.clone(),
+        });
     }
     for _ in 0..args.random_wards {
         let w = &wards[rng.below(wards.len() as u64) as usize];
-        qs.push(Question { endpoint: Endpoint::Stats, level: "ward", code: w.clone() });
+        qs.push(Question {
+            endpoint: Endpoint::Stats,
+            level: "ward",
+            code: w.clone(),
+        });
     }
-    qs.push(Question { endpoint: Endpoint::Children, level: "nation", code: "VN".into() });
+    qs.push(Question {
+        endpoint: Endpoint::Children,
+        level: "nation",
+        code: "VN".into(),
+    });
     for p in &picked_provinces {
-        qs.push(Question { endpoint: Endpoint::Children, level: "province", code: p.clone() });
+        qs.push(Question {
+            endpoint: Endpoint::Children,
+            level: "province",
+            code: p.clone(),
+        });
     }
     Ok(qs)
 }
@@ -278,7 +312,10 @@ fn time_http(args: &Args, qs: &[Question]) -> Result<Timing, String> {
         let mut conn = http1::Conn::new(addr, &authority);
         let mut bodies = HashMap::new();
         for q in qs {
-            let response = conn.get(&q.path(&args.period)).await.map_err(|e| e.to_string())?;
+            let response = conn
+                .get(&q.path(&args.period))
+                .await
+                .map_err(|e| e.to_string())?;
             if response.status != 200 {
                 return Err(format!(
                     "{} -> HTTP {}: {}",
@@ -292,8 +329,14 @@ fn time_http(args: &Args, qs: &[Question]) -> Result<Timing, String> {
         }
         // Timed: a schedule of requests per endpoint, round-robin over that
         // endpoint's questions, interleaved, split across connections.
-        let stats: Vec<&Question> = qs.iter().filter(|q| q.endpoint == Endpoint::Stats).collect();
-        let children: Vec<&Question> = qs.iter().filter(|q| q.endpoint == Endpoint::Children).collect();
+        let stats: Vec<&Question> = qs
+            .iter()
+            .filter(|q| q.endpoint == Endpoint::Stats)
+            .collect();
+        let children: Vec<&Question> = qs
+            .iter()
+            .filter(|q| q.endpoint == Endpoint::Children)
+            .collect();
         let mut schedule: Vec<Question> = Vec::new();
         let total = args.requests + args.children_requests;
         let (mut s, mut c) = (0, 0);
@@ -313,7 +356,8 @@ fn time_http(args: &Args, qs: &[Question]) -> Result<Timing, String> {
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let tasks: Vec<_> = (0..args.concurrency)
             .map(|_| {
-                let (schedule, next, authority) = (schedule.clone(), next.clone(), authority.clone());
+                let (schedule, next, authority) =
+                    (schedule.clone(), next.clone(), authority.clone());
                 let period = args.period.clone();
                 tokio::spawn(async move {
                     let mut conn = http1::Conn::new(addr, &authority);
@@ -345,7 +389,11 @@ fn time_http(args: &Args, qs: &[Question]) -> Result<Timing, String> {
                 timing.per_question.entry(label).or_default().push(ms);
             }
         }
-        for v in timing.latencies.values_mut().chain(timing.per_question.values_mut()) {
+        for v in timing
+            .latencies
+            .values_mut()
+            .chain(timing.per_question.values_mut())
+        {
             v.sort_by(f64::total_cmp);
         }
         Ok(timing)
@@ -360,14 +408,25 @@ fn api_rows(q: &Question, body: &Value) -> Vec<(String, String, u64, [Option<f64
             let isp = row["isp"].as_str().unwrap_or("?").to_owned();
             let n = row["n"].as_u64().unwrap_or(0);
             let m = |k: &str| row[k]["median"].as_f64();
-            out.push((unit.clone(), isp, n, [m("download_mbps"), m("upload_mbps"), m("latency_ms")]));
+            out.push((
+                unit.clone(),
+                isp,
+                n,
+                [m("download_mbps"), m("upload_mbps"), m("latency_ms")],
+            ));
         }
     };
     match q.endpoint {
-        Endpoint::Stats => take(body["code"].as_str().unwrap_or("").to_owned(), &body["rows"]),
+        Endpoint::Stats => take(
+            body["code"].as_str().unwrap_or("").to_owned(),
+            &body["rows"],
+        ),
         Endpoint::Children => {
             for child in body["children"].as_array().into_iter().flatten() {
-                take(child["code"].as_str().unwrap_or("").to_owned(), &child["rows"]);
+                take(
+                    child["code"].as_str().unwrap_or("").to_owned(),
+                    &child["rows"],
+                );
             }
         }
     }
@@ -380,7 +439,9 @@ fn run(args: Args) -> Result<bool, String> {
         "query_bench: {} questions ({} stats, {} children), {} + {} timed requests, concurrency {}",
         qs.len(),
         qs.iter().filter(|q| q.endpoint == Endpoint::Stats).count(),
-        qs.iter().filter(|q| q.endpoint == Endpoint::Children).count(),
+        qs.iter()
+            .filter(|q| q.endpoint == Endpoint::Children)
+            .count(),
         args.requests,
         args.children_requests,
         args.concurrency
@@ -388,7 +449,12 @@ fn run(args: Args) -> Result<bool, String> {
     let started = Instant::now();
     let timing = time_http(&args, &qs)?;
     let http_s = started.elapsed().as_secs_f64();
-    let pct = |e: Endpoint, q: f64| timing.latencies.get(&e).map_or(f64::NAN, |v| http1::percentile(v, q));
+    let pct = |e: Endpoint, q: f64| {
+        timing
+            .latencies
+            .get(&e)
+            .map_or(f64::NAN, |v| http1::percentile(v, q))
+    };
     let (s50, s99, c50, c99) = (
         pct(Endpoint::Stats, 0.5),
         pct(Endpoint::Stats, 0.99),
@@ -404,7 +470,13 @@ fn run(args: Args) -> Result<bool, String> {
     let mut slow: Vec<(f64, f64, String)> = timing
         .per_question
         .iter()
-        .map(|(label, v)| (http1::percentile(v, 0.5), http1::percentile(v, 0.99), label.clone()))
+        .map(|(label, v)| {
+            (
+                http1::percentile(v, 0.5),
+                http1::percentile(v, 0.99),
+                label.clone(),
+            )
+        })
         .collect();
     slow.sort_by(|a, b| b.0.total_cmp(&a.0));
     for (p50, p99, label) in slow.iter().take(6) {
@@ -427,7 +499,8 @@ fn run(args: Args) -> Result<bool, String> {
     }
 
     // Exact answers from raw rows.
-    let month = Month::parse(&args.period).ok_or("--period must be YYYY-MM for the exact reference")?;
+    let month =
+        Month::parse(&args.period).ok_or("--period must be YYYY-MM for the exact reference")?;
     let first_day = month.first_day();
     let last_day = Month(month.0 + 1).first_day() - 1;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -435,7 +508,8 @@ fn run(args: Args) -> Result<bool, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let store = SqliteStore::open(&args.data, SqliteOptions::default()).map_err(|e| e.to_string())?;
+    let store =
+        SqliteStore::open(&args.data, SqliteOptions::default()).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let rows = runtime
         .block_on(store.counted_values(first_day, last_day))
@@ -456,15 +530,23 @@ fn run(args: Args) -> Result<bool, String> {
         let t = Instant::now();
         let exact = exact_answer(&rows, q);
         let compute_s = t.elapsed().as_secs_f64();
-        exact_ms.entry(q.endpoint).or_default().push((scan_s + compute_s) * 1e3);
-        let Some(body) = timing.bodies.get(&q.label()) else { continue };
+        exact_ms
+            .entry(q.endpoint)
+            .or_default()
+            .push((scan_s + compute_s) * 1e3);
+        let Some(body) = timing.bodies.get(&q.label()) else {
+            continue;
+        };
         for (unit, isp, n, medians) in api_rows(q, body) {
             let reference = exact.get(&unit).and_then(|m| m.get(&isp));
             let Some((exact_n, exact_medians)) = reference else {
                 if n != 0 {
                     missing += 1;
                     if missing <= 5 {
-                        eprintln!("query_bench: {} {unit} {isp}: API n={n}, no exact rows", q.label());
+                        eprintln!(
+                            "query_bench: {} {unit} {isp}: API n={n}, no exact rows",
+                            q.label()
+                        );
                     }
                 }
                 continue;
@@ -472,25 +554,41 @@ fn run(args: Args) -> Result<bool, String> {
             if n != *exact_n {
                 n_mismatch += 1;
                 if n_mismatch <= 5 {
-                    eprintln!("query_bench: {} {unit} {isp}: API n={n}, exact n={exact_n}", q.label());
+                    eprintln!(
+                        "query_bench: {} {unit} {isp}: API n={n}, exact n={exact_n}",
+                        q.label()
+                    );
                 }
             }
             for k in 0..3 {
                 match (medians[k], exact_medians[k]) {
                     (Some(a), Some(e)) => {
                         compared += 1;
-                        let rel = if e == 0.0 { (a - e).abs() } else { ((a - e) / e).abs() };
+                        let rel = if e == 0.0 {
+                            (a - e).abs()
+                        } else {
+                            ((a - e) / e).abs()
+                        };
                         if rel > max_rel[k] {
                             max_rel[k] = rel;
                         }
                         if worst.as_ref().is_none_or(|(w, _)| rel > *w) {
-                            worst = Some((rel, format!("{} unit {unit} isp {isp} metric {k}: api {a} exact {e}", q.label())));
+                            worst = Some((
+                                rel,
+                                format!(
+                                    "{} unit {unit} isp {isp} metric {k}: api {a} exact {e}",
+                                    q.label()
+                                ),
+                            ));
                         }
                     }
                     (None, None) => {}
                     (a, e) => {
                         n_mismatch += 1;
-                        eprintln!("query_bench: {} {unit} {isp} metric {k}: api {a:?} exact {e:?}", q.label());
+                        eprintln!(
+                            "query_bench: {} {unit} {isp} metric {k}: api {a:?} exact {e:?}",
+                            q.label()
+                        );
                     }
                 }
             }
@@ -499,7 +597,11 @@ fn run(args: Args) -> Result<bool, String> {
     for v in exact_ms.values_mut() {
         v.sort_by(f64::total_cmp);
     }
-    let exact_med = |e: Endpoint| exact_ms.get(&e).map_or(f64::NAN, |v| http1::percentile(v, 0.5));
+    let exact_med = |e: Endpoint| {
+        exact_ms
+            .get(&e)
+            .map_or(f64::NAN, |v| http1::percentile(v, 0.5))
+    };
     let (es, ec) = (exact_med(Endpoint::Stats), exact_med(Endpoint::Children));
     let max_rel_all = max_rel.iter().copied().fold(0.0, f64::max);
     eprintln!(
@@ -532,5 +634,9 @@ fn run(args: Args) -> Result<bool, String> {
     obj.insert("n_mismatch".into(), n_mismatch.into());
     obj.insert("missing".into(), missing.into());
     println!("{report}");
-    Ok(timing.failures == 0 && n_mismatch == 0 && missing == 0 && compared > 0 && max_rel_all <= 0.01)
+    Ok(timing.failures == 0
+        && n_mismatch == 0
+        && missing == 0
+        && compared > 0
+        && max_rel_all <= 0.01)
 }

@@ -47,6 +47,7 @@ pub fn routes(state: CollectorState) -> Router {
         .route(paths::UNITS, get(units))
         .route(paths::ISPS, get(isps))
         .route(paths::OPENAPI, get(openapi))
+        .merge(crate::web::pages())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -20,6 +20,7 @@ pub mod state;
 pub mod stats;
 pub mod store;
 pub mod verify;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

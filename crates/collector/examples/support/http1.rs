@@ -61,8 +61,16 @@ impl Conn {
         self.request("POST", path, Some(body)).await
     }
 
-    async fn request(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Response> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ispeed-bench\r\n", self.authority);
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> io::Result<Response> {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ispeed-bench\r\n",
+            self.authority
+        );
         if let Some(body) = body {
             head.push_str(&format!(
                 "Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -126,7 +134,9 @@ impl Conn {
         let mut chunked = false;
         let mut close = false;
         for line in lines {
-            let Some((name, value)) = line.split_once(':') else { continue };
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.parse::<usize>().ok();
@@ -147,8 +157,9 @@ impl Conn {
                     read_more(stream, &mut self.buf).await?;
                 };
                 let size_text = std::str::from_utf8(&self.buf[..line_end]).unwrap_or("");
-                let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                    .map_err(|_| io::Error::other("bad chunk size"))?;
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| io::Error::other("bad chunk size"))?;
                 self.buf.drain(..line_end + 2);
                 while self.buf.len() < size + 2 {
                     read_more(stream, &mut self.buf).await?;
@@ -178,7 +189,10 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> 
     let mut chunk = [0u8; 16 * 1024];
     let n = stream.read(&mut chunk).await?;
     if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
     }
     buf.extend_from_slice(&chunk[..n]);
     Ok(())
