@@ -89,7 +89,10 @@ impl SqliteStore {
         let mut writer = Connection::open(&path).map_err(db_error)?;
         writer
             .execute_batch(
-                "PRAGMA journal_mode = WAL;
+                // 16 KiB pages (for a new file): a result row with its receipt
+                // is about 2 KiB, which packs poorly into 4 KiB pages.
+                "PRAGMA page_size = 16384;
+                 PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA busy_timeout = 10000;
                  PRAGMA cache_size = -65536;",
