@@ -17,6 +17,7 @@ use ispeed_proto::results::{
     Access, ClientInfo, ClientKind, ImplausibleReason, PlaceSource, PublishedMetrics, ResultStatus,
     StoredResult,
 };
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -425,23 +426,31 @@ fn upsert_cell(tx: &Transaction<'_>, key: &CellKey, cell: &Cell) -> Result<(), S
              upload = excluded.upload, latency = excluded.latency, devices = excluded.devices",
     )
     .map_err(db_error)?
-    .execute(params![
-        key.grain.as_i64(),
-        key.period,
-        level_to_i64(key.level),
-        key.parent,
-        key.code,
-        key.isp,
-        key.access.as_str(),
-        key.ip_version,
-        cell.n as i64,
-        download,
-        upload,
-        latency,
-        devices
-    ])
+    .execute(rusqlite::params_from_iter(
+        key_values(key).into_iter().chain([
+            Value::from(cell.n as i64),
+            Value::from(download),
+            Value::from(upload),
+            Value::from(latency),
+            Value::from(devices),
+        ]),
+    ))
     .map_err(db_error)?;
     Ok(())
+}
+
+/// The eight key columns of a cell, in table order.
+fn key_values(key: &CellKey) -> [Value; 8] {
+    [
+        Value::from(key.grain.as_i64()),
+        Value::from(key.period),
+        Value::from(level_to_i64(key.level)),
+        Value::from(key.parent.clone()),
+        Value::from(key.code.clone()),
+        Value::from(key.isp.clone()),
+        Value::from(key.access.as_str().to_owned()),
+        Value::from(key.ip_version),
+    ]
 }
 
 fn load_cell(tx: &Transaction<'_>, key: &CellKey) -> Result<Option<Cell>, StoreError> {
@@ -453,16 +462,7 @@ fn load_cell(tx: &Transaction<'_>, key: &CellKey) -> Result<Option<Cell>, StoreE
         )
         .map_err(db_error)?;
     let mut rows = statement
-        .query(params![
-            key.grain.as_i64(),
-            key.period,
-            level_to_i64(key.level),
-            key.parent,
-            key.code,
-            key.isp,
-            key.access.as_str(),
-            key.ip_version
-        ])
+        .query(rusqlite::params_from_iter(key_values(key)))
         .map_err(db_error)?;
     match rows.next().map_err(db_error)? {
         Some(row) => Ok(Some(cell_from_row(row, 0)?)),
