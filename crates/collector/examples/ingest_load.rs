@@ -109,12 +109,12 @@ fn run(args: Args) -> Result<bool, String> {
     let generator = Generator::new(args.seed, args.month, args.samples, &enricher);
 
     // Build and serialise every submission up front, on every core.
+    type IndexedBody = (u64, Vec<u8>);
     let build_started = Instant::now();
     let now = ispeed_client::submit::now_ms();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let next = AtomicU64::new(0);
-    let bodies: Vec<Mutex<Vec<(u64, Vec<u8>)>>> =
-        (0..cores).map(|_| Mutex::new(Vec::new())).collect();
+    let bodies: Vec<Mutex<Vec<IndexedBody>>> = (0..cores).map(|_| Mutex::new(Vec::new())).collect();
     std::thread::scope(|scope| {
         for slot in &bodies {
             let (generator, next) = (&generator, &next);
