@@ -369,14 +369,24 @@ async fn children_handler(
     };
     let thresholds = state.config.thresholds;
     let months = r.period.months;
-    let children = children_units
+    let filters = r.filters.clone();
+    let units: Vec<_> = children_units
         .into_iter()
         .map(|(code, name)| {
             let cells = groups.remove(&code).unwrap_or_default();
-            let rows = stats::rows(&cells, &r.filters, child_level, months, &thresholds);
-            ChildStats { code, name, rows }
+            (code, name, cells)
         })
         .collect();
+    // Thousands of cells to merge and summarise: CPU work, kept off the
+    // async workers and spread over the cores.
+    let children = tokio::task::spawn_blocking(move || {
+        stats::children_rows(units, &filters, child_level, months, &thresholds)
+    })
+    .await
+    .map_err(|e| ApiFailure::new(ErrorCode::Internal, format!("statistics task failed: {e}")))?
+    .into_iter()
+    .map(|(code, name, rows)| ChildStats { code, name, rows })
+    .collect();
     Ok(Json(ChildrenResponse {
         level: r.level,
         code: r.code,
