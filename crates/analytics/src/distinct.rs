@@ -125,6 +125,10 @@ impl DistinctCounter {
 
     /// Merges `other` into `self`; the result counts the union.
     pub fn merge(&mut self, other: &DistinctCounter) {
+        if self.registers.is_empty() && self.exact.is_empty() {
+            self.clone_from(other);
+            return;
+        }
         if other.registers.is_empty() {
             for &h in &other.exact {
                 self.insert(h);
@@ -217,7 +221,8 @@ impl DistinctCounter {
             return Err(DecodeError::UnknownTag(tag));
         }
         let mut out = DistinctCounter::default();
-        match r.u8()? {
+        let mode = r.u8()?;
+        match mode {
             MODE_EXACT => {
                 let n = r.varint_u64()?;
                 if n > EXACT_LIMIT as u64 {
@@ -273,13 +278,42 @@ impl DistinctCounter {
             _ => return Err(DecodeError::Invalid("unknown distinct-counter mode")),
         }
         r.finish()?;
-        // One encoding per value: e.g. a dense blob whose sparse form would
-        // be shorter is rejected.
-        if out.to_bytes() != b {
+        // One encoding per value: varints are minimal and hashes strictly
+        // increasing (checked above), so what is left is the choice between
+        // the register forms — the shorter one. (Cheaper than re-encoding:
+        // queries decode thousands of counters.)
+        let canonical = match mode {
+            MODE_SPARSE_REGISTERS => b.len() - 2 < M,
+            MODE_DENSE => sparse_len(&out.registers) >= M,
+            _ => true,
+        };
+        if !canonical {
             return Err(DecodeError::Invalid("non-canonical encoding"));
         }
         Ok(out)
     }
+}
+
+/// Length of the sparse register form (`to_bytes` mode 2, without the tag
+/// and mode bytes).
+fn sparse_len(registers: &[u8]) -> usize {
+    let varint_len = |v: usize| (usize::BITS - v.leading_zeros()).max(1).div_ceil(7) as usize;
+    let mut len = 0;
+    let mut nonzero = 0;
+    let mut prev: Option<usize> = None;
+    for (i, &r) in registers.iter().enumerate() {
+        if r == 0 {
+            continue;
+        }
+        let gap = match prev {
+            None => i,
+            Some(p) => i - p - 1,
+        };
+        len += varint_len(gap) + 1;
+        nonzero += 1;
+        prev = Some(i);
+    }
+    len + varint_len(nonzero)
 }
 
 #[cfg(test)]

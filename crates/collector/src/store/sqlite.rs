@@ -514,6 +514,48 @@ fn cell_from_row(row: &Row<'_>, first: usize) -> Result<Cell, StoreError> {
     Cell::from_blobs(n as u64, [&download, &upload, &latency, &devices]).map_err(corrupt)
 }
 
+/// Decodes fetched cells on every core: a province's wards for a month are
+/// thousands of cells, and decoding them is most of a query's work.
+fn decode_cells(
+    raw: Vec<(CellKey, u64, [Vec<u8>; 4])>,
+) -> Result<Vec<(CellKey, Cell)>, StoreError> {
+    let decode = |part: Vec<(CellKey, u64, [Vec<u8>; 4])>| {
+        part.into_iter()
+            .map(|(key, n, [d, u, l, v])| {
+                Cell::from_blobs(n, [&d, &u, &l, &v])
+                    .map(|cell| (key, cell))
+                    .map_err(corrupt)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    if threads == 1 || raw.len() < 256 {
+        return decode(raw);
+    }
+    let chunk = raw.len().div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    let mut raw = raw;
+    while raw.len() > chunk {
+        let tail = raw.split_off(raw.len() - chunk);
+        parts.push(tail);
+    }
+    parts.push(raw);
+    parts.reverse();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || decode(part)))
+            .collect();
+        let mut out = Vec::new();
+        for handle in handles {
+            out.extend(handle.join().expect("decoding does not panic")?);
+        }
+        Ok(out)
+    })
+}
+
 /// Merges a batch's cell deltas into the stored cells.
 fn flush_cells(
     tx: &Transaction<'_>,
@@ -800,7 +842,7 @@ impl Store for SqliteStore {
                 });
             }
             let mut statement = connection.prepare_cached(&sql).map_err(db_error)?;
-            let mut out = Vec::new();
+            let mut out: Vec<(CellKey, u64, [Vec<u8>; 4])> = Vec::new();
             for period in &query.periods {
                 let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
                     Box::new(query.grain.as_i64()),
@@ -828,10 +870,15 @@ impl Store for SqliteStore {
                         access: parse_access_kind(&access)?,
                         ip_version: row.get(5).map_err(db_error)?,
                     };
-                    out.push((key, cell_from_row(row, 6)?));
+                    let n: i64 = row.get(6).map_err(db_error)?;
+                    let blob = |i: usize| -> Result<Vec<u8>, StoreError> {
+                        row.get(7 + i).map_err(db_error)
+                    };
+                    let blobs = [blob(0)?, blob(1)?, blob(2)?, blob(3)?];
+                    out.push((key, n as u64, blobs));
                 }
             }
-            Ok(out)
+            decode_cells(out)
         })
         .await
     }
