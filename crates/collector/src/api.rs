@@ -305,7 +305,9 @@ async fn stats_handler(
     let r = resolve(&state, query_params(params)?)?;
     let cells = state
         .store
-        .cells(stats::unit_query(r.level, &r.code, &r.parent, r.period))
+        .cells(stats::unit_query(
+            r.level, &r.code, &r.parent, r.period, &r.filters,
+        ))
         .await?;
     let rows = stats::rows(
         &cells,
@@ -351,7 +353,7 @@ async fn children_handler(
     params: Result<Query<StatsParams>, QueryRejection>,
 ) -> Result<Json<ChildrenResponse>, ApiFailure> {
     let r = resolve(&state, query_params(params)?)?;
-    let query = stats::children_query(r.level, &r.code, r.period)
+    let query = stats::children_query(r.level, &r.code, r.period, &r.filters)
         .ok_or_else(|| ApiFailure::bad_request("a ward has no child units"))?;
     let child_level = query.level;
     let mut groups = stats::by_code(state.store.cells(query).await?);
@@ -426,7 +428,9 @@ async fn timeseries_handler(
     let r = resolve(&state, params)?;
     let cells = state
         .store
-        .cells(stats::unit_query(r.level, &r.code, &r.parent, r.period))
+        .cells(stats::unit_query(
+            r.level, &r.code, &r.parent, r.period, &r.filters,
+        ))
         .await?;
     let points = stats::series(
         &cells,

@@ -51,8 +51,25 @@ pub struct CellKey {
     /// result with no known ward.
     pub code: String,
     pub isp: String,
-    pub access: AccessKind,
+    /// `None`: every access type together (an aggregate month cell).
+    pub access: Option<AccessKind>,
+    /// 4 or 6; [`ALL_IP_VERSIONS`] in an aggregate month cell.
     pub ip_version: u8,
+}
+
+/// `ip_version` of aggregate cells (both IP versions).
+pub const ALL_IP_VERSIONS: u8 = 0;
+/// How aggregate cells store `access = None`.
+pub const ALL_ACCESS: &str = "all";
+
+impl CellKey {
+    /// Whether this cell merges every access type and IP version.
+    pub fn is_aggregate(&self) -> bool {
+        self.access.is_none()
+    }
+    pub fn access_str(&self) -> &'static str {
+        self.access.map_or(ALL_ACCESS, AccessKind::as_str)
+    }
 }
 
 /// The facts of one counted result that rollups need.
@@ -72,29 +89,66 @@ pub struct Contribution<'a> {
 
 impl Contribution<'_> {
     /// The cells this result adds to: its day cell, then its ward, province
-    /// and nation month cells (those with a known unit).
+    /// and nation month cells (those with a known unit), each both by access
+    /// type and IP version and in the aggregate over them. Unfiltered
+    /// questions — most of them — read only aggregate cells, a sixth as
+    /// many as the detailed ones.
     pub fn keys(&self) -> Vec<CellKey> {
         let month = Month::of_day(self.day).0;
-        let key = |grain, period, level, parent: &str, code: &str| CellKey {
+        let key = |grain, period, level, parent: &str, code: &str, aggregate: bool| CellKey {
             grain,
             period,
             level,
             parent: parent.to_owned(),
             code: code.to_owned(),
             isp: self.isp.to_owned(),
-            access: self.access,
-            ip_version: self.ip_version,
+            access: (!aggregate).then_some(self.access),
+            ip_version: if aggregate {
+                ALL_IP_VERSIONS
+            } else {
+                self.ip_version
+            },
         };
         let province = self.province_code.unwrap_or("");
         let ward = self.ward_code.unwrap_or("");
-        let mut keys = vec![key(Grain::Day, self.day, Level::Ward, province, ward)];
-        if !ward.is_empty() {
-            keys.push(key(Grain::Month, month, Level::Ward, province, ward));
+        let mut keys = vec![key(
+            Grain::Day,
+            self.day,
+            Level::Ward,
+            province,
+            ward,
+            false,
+        )];
+        for aggregate in [false, true] {
+            if !ward.is_empty() {
+                keys.push(key(
+                    Grain::Month,
+                    month,
+                    Level::Ward,
+                    province,
+                    ward,
+                    aggregate,
+                ));
+            }
+            if !province.is_empty() {
+                keys.push(key(
+                    Grain::Month,
+                    month,
+                    Level::Province,
+                    "",
+                    province,
+                    aggregate,
+                ));
+            }
+            keys.push(key(
+                Grain::Month,
+                month,
+                Level::Nation,
+                "",
+                NATION_CODE,
+                aggregate,
+            ));
         }
-        if !province.is_empty() {
-            keys.push(key(Grain::Month, month, Level::Province, "", province));
-        }
-        keys.push(key(Grain::Month, month, Level::Nation, "", NATION_CODE));
         keys
     }
 }

@@ -25,8 +25,13 @@ pub struct Filters {
 impl Filters {
     fn admits(&self, key: &CellKey) -> bool {
         self.isp.as_deref().is_none_or(|isp| isp == key.isp)
-            && self.access.is_none_or(|a| a == key.access)
+            && self.access.is_none_or(|a| Some(a) == key.access)
             && self.ip.is_none_or(|ip| ip == key.ip_version)
+    }
+
+    /// Whether aggregate cells answer the question (no access or IP filter).
+    pub fn aggregate(&self) -> bool {
+        self.access.is_none() && self.ip.is_none()
     }
 }
 
@@ -45,18 +50,30 @@ pub struct StatsRow {
 }
 
 /// The cells one unit needs: month cells at its level.
-pub fn unit_query(level: Level, code: &str, parent: &str, period: Period) -> CellQuery {
+pub fn unit_query(
+    level: Level,
+    code: &str,
+    parent: &str,
+    period: Period,
+    filters: &Filters,
+) -> CellQuery {
     CellQuery {
         grain: Grain::Month,
         periods: period.months().map(|m| m.0).collect(),
         level,
         parent: Some(parent.to_owned()),
         code: Some(code.to_owned()),
+        aggregate: filters.aggregate(),
     }
 }
 
 /// The cells of a unit's children: all provinces (nation) or a province's wards.
-pub fn children_query(level: Level, code: &str, period: Period) -> Option<CellQuery> {
+pub fn children_query(
+    level: Level,
+    code: &str,
+    period: Period,
+    filters: &Filters,
+) -> Option<CellQuery> {
     let (child_level, parent) = match level {
         Level::Nation => (Level::Province, String::new()),
         Level::Province => (Level::Ward, code.to_owned()),
@@ -68,6 +85,7 @@ pub fn children_query(level: Level, code: &str, period: Period) -> Option<CellQu
         level: child_level,
         parent: Some(parent),
         code: None,
+        aggregate: filters.aggregate(),
     })
 }
 

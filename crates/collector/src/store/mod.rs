@@ -123,6 +123,9 @@ pub struct CellQuery {
     pub level: Level,
     pub parent: Option<String>,
     pub code: Option<String>,
+    /// Read the aggregate cells (every access type and IP version together)
+    /// instead of the detailed ones.
+    pub aggregate: bool,
 }
 
 /// One counted result's published values, for exact reference computations.

@@ -27,11 +27,22 @@ use super::{
     StoredRow, TestPointRecord,
 };
 use crate::period::Month;
-use crate::rollup::{level_to_i64, Cell, CellKey, Contribution, Grain};
+use crate::rollup::{level_to_i64, Cell, CellKey, Contribution, Grain, ALL_ACCESS};
 
-/// Versioned schema migrations, applied in order; `PRAGMA user_version`
-/// records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+/// One schema or data migration.
+enum Migration {
+    Sql(&'static str),
+    /// A data migration SQL cannot express (it merges sketches).
+    Code(fn(&Transaction<'_>) -> Result<(), StoreError>),
+}
+
+/// Versioned migrations, applied in order, each in its own transaction;
+/// `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(include_str!("../../migrations/sqlite/0001_initial.sql")),
+    // 2: aggregate month cells (every access type and IP version together).
+    Migration::Code(add_aggregate_month_cells),
+];
 /// Read-only connections kept for queries.
 const READERS: usize = 4;
 /// Decoded cells the writer keeps in memory (cleared when exceeded): the
@@ -215,10 +226,55 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = connection.transaction().map_err(db_error)?;
-        tx.execute_batch(migration).map_err(db_error)?;
+        match migration {
+            Migration::Sql(sql) => tx.execute_batch(sql).map_err(db_error)?,
+            Migration::Code(run) => run(&tx)?,
+        }
         tx.pragma_update(None, "user_version", index + 1)
             .map_err(db_error)?;
         tx.commit().map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Migration 2: derives the aggregate month cells from the detailed ones
+/// (rows come in key order, so each aggregate is a run of consecutive rows).
+fn add_aggregate_month_cells(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let mut aggregates: Vec<(CellKey, Cell)> = Vec::new();
+    {
+        let mut statement = tx
+            .prepare(
+                "SELECT period, level, parent, code, isp, n, download, upload, latency, devices
+                 FROM cells WHERE grain = 1 AND access <> 'all'
+                 ORDER BY period, level, parent, code, isp",
+            )
+            .map_err(db_error)?;
+        let mut rows = statement.query([]).map_err(db_error)?;
+        while let Some(row) = rows.next().map_err(db_error)? {
+            let level: i64 = row.get(1).map_err(db_error)?;
+            let key = CellKey {
+                grain: Grain::Month,
+                period: row.get(0).map_err(db_error)?,
+                level: match level {
+                    0 => ispeed_analytics::Level::Nation,
+                    1 => ispeed_analytics::Level::Province,
+                    _ => ispeed_analytics::Level::Ward,
+                },
+                parent: row.get(2).map_err(db_error)?,
+                code: row.get(3).map_err(db_error)?,
+                isp: row.get(4).map_err(db_error)?,
+                access: None,
+                ip_version: crate::rollup::ALL_IP_VERSIONS,
+            };
+            let cell = cell_from_row(row, 5)?;
+            match aggregates.last_mut() {
+                Some((last, merged)) if *last == key => merged.merge(&cell),
+                _ => aggregates.push((key, cell)),
+            }
+        }
+    }
+    for (key, cell) in &aggregates {
+        upsert_cell(tx, key, cell)?;
     }
     Ok(())
 }
@@ -485,7 +541,7 @@ fn key_values(key: &CellKey) -> [Value; 8] {
         Value::from(key.parent.clone()),
         Value::from(key.code.clone()),
         Value::from(key.isp.clone()),
-        Value::from(key.access.as_str().to_owned()),
+        Value::from(key.access_str().to_owned()),
         Value::from(key.ip_version),
     ]
 }
@@ -831,6 +887,11 @@ impl Store for SqliteStore {
                         n, download, upload, latency, devices
                  FROM cells WHERE grain = ?1 AND period = ?2 AND level = ?3",
             );
+            sql.push_str(if query.aggregate {
+                " AND access = 'all'"
+            } else {
+                " AND access <> 'all'"
+            });
             if query.parent.is_some() {
                 sql.push_str(" AND parent = ?4");
             }
@@ -860,6 +921,10 @@ impl Store for SqliteStore {
                     .map_err(db_error)?;
                 while let Some(row) = rows.next().map_err(db_error)? {
                     let access: String = row.get(4).map_err(db_error)?;
+                    let access = match access.as_str() {
+                        ALL_ACCESS => None,
+                        kind => Some(parse_access_kind(kind)?),
+                    };
                     let key = CellKey {
                         grain: query.grain,
                         period: row.get(0).map_err(db_error)?,
@@ -867,7 +932,7 @@ impl Store for SqliteStore {
                         parent: row.get(1).map_err(db_error)?,
                         code: row.get(2).map_err(db_error)?,
                         isp: row.get(3).map_err(db_error)?,
-                        access: parse_access_kind(&access)?,
+                        access,
                         ip_version: row.get(5).map_err(db_error)?,
                     };
                     let n: i64 = row.get(6).map_err(db_error)?;
