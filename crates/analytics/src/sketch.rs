@@ -233,6 +233,50 @@ impl Sketch {
         Some(self.max)
     }
 
+    /// [`Sketch::value_at_rank`] of several ranks in one walk over the
+    /// buckets (a summary asks for seven). Output is in input order.
+    pub fn values_at_ranks(&self, ranks: &[u64]) -> Vec<Option<f64>> {
+        let mut order: Vec<usize> = (0..ranks.len()).collect();
+        order.sort_by_key(|&i| ranks[i]);
+        let mut out = vec![None; ranks.len()];
+        // Ranks answered without the buckets: out of range, the ends, zeros.
+        let mut pending = Vec::with_capacity(ranks.len());
+        for &i in &order {
+            let rank = ranks[i];
+            if rank == 0 || rank > self.count {
+                continue;
+            }
+            if rank == 1 || rank <= self.zero {
+                out[i] = Some(self.min);
+            } else if rank == self.count {
+                out[i] = Some(self.max);
+            } else {
+                pending.push(i);
+            }
+        }
+        let mut pending = pending.into_iter().peekable();
+        let mut seen = self.zero;
+        for (j, &c) in self.bins.iter().enumerate() {
+            if pending.peek().is_none() {
+                break;
+            }
+            seen = seen.saturating_add(c);
+            while let Some(&i) = pending.peek() {
+                if seen < ranks[i] {
+                    break;
+                }
+                let v = bucket_value(i64::from(self.offset) + j as i64);
+                out[i] = Some(v.clamp(self.min, self.max));
+                pending.next();
+            }
+        }
+        // Only reachable if counts were saturated.
+        for i in pending {
+            out[i] = Some(self.max);
+        }
+        out
+    }
+
     /// Number of non-empty buckets (a size indicator).
     pub fn bucket_count(&self) -> usize {
         self.bins.iter().filter(|&&c| c > 0).count() + usize::from(self.zero > 0)

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{median_ci_ranks, Sketch};
+use crate::{median_ci_ranks, quantile_rank, Sketch};
 
 /// The published figures of one cell (or merge of cells). Quantiles use the
 /// nearest-rank definition of [`crate::quantile_rank`]; all come from the
@@ -34,16 +34,30 @@ impl Summary {
     /// Summarises a sketch; `devices` is the distinct-device estimate.
     pub fn from_sketch(sketch: &Sketch, devices: u64) -> Summary {
         let n = sketch.count();
-        let median_ci95 = median_ci_ranks(n, 0.95)
-            .and_then(|(lo, hi)| Some([sketch.value_at_rank(lo)?, sketch.value_at_rank(hi)?]));
+        let rank = |q| quantile_rank(q, n).unwrap_or(0);
+        let (ci_low, ci_high) = median_ci_ranks(n, 0.95).unwrap_or((0, 0));
+        let ranks = [
+            rank(0.5),
+            rank(0.1),
+            rank(0.25),
+            rank(0.75),
+            rank(0.9),
+            ci_low,
+            ci_high,
+        ];
+        let values = sketch.values_at_ranks(&ranks);
+        let median_ci95 = match (values[5], values[6]) {
+            (Some(low), Some(high)) => Some([low, high]),
+            _ => None,
+        };
         Summary {
             n,
             devices,
-            median: sketch.quantile(0.5),
-            p10: sketch.quantile(0.1),
-            p25: sketch.quantile(0.25),
-            p75: sketch.quantile(0.75),
-            p90: sketch.quantile(0.9),
+            median: values[0],
+            p10: values[1],
+            p25: values[2],
+            p75: values[3],
+            p90: values[4],
             mean: sketch.mean(),
             median_ci95,
         }

@@ -274,3 +274,35 @@ fn specific_invalid_blobs() {
         Err(DecodeError::Invalid(_))
     ));
 }
+
+#[test]
+fn values_at_ranks_equals_value_at_rank_one_by_one() {
+    let mut rng = common::Rng::new(77);
+    for n in [0u64, 1, 2, 3, 10, 100, 5000] {
+        let mut sketch = Sketch::new();
+        for i in 0..n {
+            // Some zeros, mostly log-normal speeds.
+            sketch.add(if i % 17 == 0 {
+                0.0
+            } else {
+                rng.lognormal(50.0, 1.0)
+            });
+        }
+        let ranks: Vec<u64> = [
+            0,
+            1,
+            2,
+            n / 2,
+            n.saturating_sub(1),
+            n,
+            n + 1,
+            n / 10,
+            9 * n / 10,
+            n / 2,
+        ]
+        .to_vec();
+        let together = sketch.values_at_ranks(&ranks);
+        let one_by_one: Vec<Option<f64>> = ranks.iter().map(|&r| sketch.value_at_rank(r)).collect();
+        assert_eq!(together, one_by_one, "n = {n}");
+    }
+}

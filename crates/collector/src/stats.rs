@@ -1,6 +1,7 @@
 //! Statistics answered from rollup cells: merge the cells a question covers,
 //! then summarise the merged sketches.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use ispeed_analytics::{sufficiency, Flag, Level, Summary, Thresholds};
@@ -97,10 +98,22 @@ pub fn rows(
     months: u32,
     thresholds: &Thresholds,
 ) -> Vec<StatsRow> {
-    let mut by_isp: BTreeMap<&str, Cell> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, Vec<&Cell>> = BTreeMap::new();
     for (key, cell) in cells.iter().filter(|(key, _)| filters.admits(key)) {
-        by_isp.entry(&key.isp).or_default().merge(cell);
+        groups.entry(&key.isp).or_default().push(cell);
     }
+    // An unfiltered question has one aggregate cell per ISP: use it as is.
+    let by_isp: BTreeMap<&str, Cow<'_, Cell>> = groups
+        .into_iter()
+        .map(|(isp, group)| match group.as_slice() {
+            [single] => (isp, Cow::Borrowed(*single)),
+            _ => {
+                let mut merged = Cell::default();
+                group.iter().for_each(|cell| merged.merge(cell));
+                (isp, Cow::Owned(merged))
+            }
+        })
+        .collect();
     // Merged from the ISP rows: a dozen merges rather than one per cell.
     let mut all = Cell::default();
     for cell in by_isp.values() {
