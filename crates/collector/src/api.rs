@@ -310,7 +310,7 @@ async fn stats_handler(
         ))
         .await?;
     let rows = stats::rows(
-        &cells,
+        cells.iter(),
         &r.filters,
         r.level,
         r.period.months,
@@ -356,7 +356,7 @@ async fn children_handler(
     let query = stats::children_query(r.level, &r.code, r.period, &r.filters)
         .ok_or_else(|| ApiFailure::bad_request("a ward has no child units"))?;
     let child_level = query.level;
-    let mut groups = stats::by_code(state.store.cells(query).await?);
+    let cells = state.store.cells(query).await?;
     let units = &state.enricher.units;
     let children_units: Vec<(String, String)> = match r.level {
         Level::Nation => units
@@ -369,20 +369,23 @@ async fn children_handler(
             .map(|w| (w.code.clone(), w.name.clone()))
             .collect(),
     };
+    let units: Vec<stats::UnitCells> = {
+        let mut groups = stats::by_code(&cells);
+        children_units
+            .into_iter()
+            .map(|(code, name)| {
+                let indexes = groups.remove(code.as_str()).unwrap_or_default();
+                (code, name, indexes)
+            })
+            .collect()
+    };
     let thresholds = state.config.thresholds;
     let months = r.period.months;
     let filters = r.filters.clone();
-    let units: Vec<_> = children_units
-        .into_iter()
-        .map(|(code, name)| {
-            let cells = groups.remove(&code).unwrap_or_default();
-            (code, name, cells)
-        })
-        .collect();
     // Thousands of cells to merge and summarise: CPU work, kept off the
     // async workers and spread over the cores.
     let children = tokio::task::spawn_blocking(move || {
-        stats::children_rows(units, &filters, child_level, months, &thresholds)
+        stats::children_rows(&cells, units, &filters, child_level, months, &thresholds)
     })
     .await
     .map_err(|e| ApiFailure::new(ErrorCode::Internal, format!("statistics task failed: {e}")))?

@@ -91,15 +91,15 @@ pub fn children_query(
 }
 
 /// One row per ISP present plus the all-ISP row first (when no ISP filter).
-pub fn rows(
-    cells: &[(CellKey, Cell)],
+pub fn rows<'a>(
+    cells: impl IntoIterator<Item = &'a (CellKey, Cell)>,
     filters: &Filters,
     level: Level,
     months: u32,
     thresholds: &Thresholds,
 ) -> Vec<StatsRow> {
     let mut groups: BTreeMap<&str, Vec<&Cell>> = BTreeMap::new();
-    for (key, cell) in cells.iter().filter(|(key, _)| filters.admits(key)) {
+    for (key, cell) in cells.into_iter().filter(|(key, _)| filters.admits(key)) {
         groups.entry(&key.isp).or_default().push(cell);
     }
     // An unfiltered question has one aggregate cell per ISP: use it as is.
@@ -130,12 +130,13 @@ pub fn rows(
     out
 }
 
-/// A unit to summarise: code, name and its cells.
-pub type UnitCells = (String, String, Vec<(CellKey, Cell)>);
+/// A unit to summarise: code, name and the indexes of its cells.
+pub type UnitCells = (String, String, Vec<usize>);
 
-/// [`rows`] of many units, on every core (CPU-bound: call it from a
-/// blocking task). Output is in input order.
+/// [`rows`] of many units whose cells are in `cells`, on every core
+/// (CPU-bound: call it from a blocking task). Output is in input order.
 pub fn children_rows(
+    cells: &[(CellKey, Cell)],
     units: Vec<UnitCells>,
     filters: &Filters,
     level: Level,
@@ -148,8 +149,9 @@ pub fn children_rows(
     let chunk = units.len().div_ceil(threads).max(1);
     let summarise = |part: &[UnitCells]| -> Vec<(String, String, Vec<StatsRow>)> {
         part.iter()
-            .map(|(code, name, cells)| {
-                let rows = rows(cells, filters, level, months, thresholds);
+            .map(|(code, name, indexes)| {
+                let unit_cells = indexes.iter().map(|&i| &cells[i]);
+                let rows = rows(unit_cells, filters, level, months, thresholds);
                 (code.clone(), name.clone(), rows)
             })
             .collect()
@@ -169,14 +171,11 @@ pub fn children_rows(
     })
 }
 
-/// Groups children cells by unit code.
-pub fn by_code(cells: Vec<(CellKey, Cell)>) -> BTreeMap<String, Vec<(CellKey, Cell)>> {
-    let mut groups: BTreeMap<String, Vec<(CellKey, Cell)>> = BTreeMap::new();
-    for (key, cell) in cells {
-        groups
-            .entry(key.code.clone())
-            .or_default()
-            .push((key, cell));
+/// Indexes of the cells of each unit code.
+pub fn by_code(cells: &[(CellKey, Cell)]) -> BTreeMap<&str, Vec<usize>> {
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (index, (key, _)) in cells.iter().enumerate() {
+        groups.entry(&key.code).or_default().push(index);
     }
     groups
 }

@@ -23,6 +23,26 @@ async fn a_test_through_the_collector_shows_in_the_ward_statistics() {
         "the local test point shares the collector's address"
     );
 
+    // Asked before the result exists: the answer may be cached, and must not
+    // hide the result once it is stored.
+    let month = ispeed_collector::period::Month::of_unix_ms(ispeed_client::submit::now_ms());
+    let before = get_json(
+        url,
+        &format!("/api/v1/stats/children?level=province&code=01&period={month}"),
+    )
+    .await;
+    assert!(before["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["rows"][0]["n"] == 0));
+    let before = get_json(
+        url,
+        &format!("/api/v1/stats?level=ward&code=00070&period={month}"),
+    )
+    .await;
+    assert_eq!(before["rows"][0]["n"], 0);
+
     let mut options = TestOptions::new(points[0].url.clone());
     options.max_seconds = 1.0;
     let result = ispeed_client::run_test(&options, None).await.unwrap();
@@ -56,7 +76,6 @@ async fn a_test_through_the_collector_shows_in_the_ward_statistics() {
     assert_eq!(record.metrics.download_mbps, result.download_mbps);
     assert!(record.counted, "{record:?}");
 
-    let month = ispeed_collector::period::Month::of_unix_ms(ispeed_client::submit::now_ms());
     let stats = get_json(
         url,
         &format!("/api/v1/stats?level=ward&code=00070&period={month}"),

@@ -5,6 +5,8 @@
 
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use ispeed_analytics::Level;
 use ispeed_proto::results::{
@@ -116,7 +118,7 @@ pub struct StoredRow {
 
 /// Which cells to read: one grain, a set of periods, one level, and
 /// optionally one parent (a province's wards) or one code.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CellQuery {
     pub grain: Grain,
     pub periods: Vec<i32>,
@@ -187,7 +189,9 @@ pub trait Store: Send + Sync + 'static {
     /// `cap` per device per day.
     async fn insert(&self, results: Vec<NewResult>) -> Result<Vec<InsertOutcome>, StoreError>;
     async fn get(&self, result_id: Uuid) -> Result<Option<StoredRow>, StoreError>;
-    async fn cells(&self, query: CellQuery) -> Result<Vec<(CellKey, Cell)>, StoreError>;
+    /// The cells a query names. Shared: a store may answer repeated
+    /// questions about months nobody has written to since from memory.
+    async fn cells(&self, query: CellQuery) -> Result<Arc<Vec<(CellKey, Cell)>>, StoreError>;
     /// Counted results' values for a month range (exact reference; scans raw rows).
     async fn counted_values(
         &self,

@@ -70,6 +70,56 @@ impl Default for SqliteOptions {
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// Write versions of the months' cells: the writer bumps a month after each
+/// commit that changed its cells (and the epoch after a rebuild), so a
+/// cached answer is valid while the versions it was read at are current.
+#[derive(Default)]
+struct MonthVersions {
+    inner: Mutex<(u64, HashMap<i32, u64>)>,
+}
+
+impl MonthVersions {
+    fn snapshot(&self, months: impl Iterator<Item = i32>) -> Vec<u64> {
+        let inner = self.inner.lock().expect("versions lock");
+        let mut out = vec![inner.0];
+        out.extend(months.map(|m| inner.1.get(&m).copied().unwrap_or(0)));
+        out
+    }
+    fn bump(&self, months: impl Iterator<Item = i32>) {
+        let mut inner = self.inner.lock().expect("versions lock");
+        for month in months {
+            *inner.1.entry(month).or_insert(0) += 1;
+        }
+    }
+    fn bump_all(&self) {
+        self.inner.lock().expect("versions lock").0 += 1;
+    }
+}
+
+/// Decoded answers of recent cell queries, with the versions they were read
+/// at. Months that are closed (nobody tests in the past) stay valid for
+/// good; the current month's entries go stale with each commit.
+#[derive(Default)]
+struct CellCache {
+    entries: HashMap<CellQuery, (Vec<u64>, Arc<Vec<(CellKey, Cell)>>)>,
+    cells: usize,
+}
+
+/// Most decoded cells the query cache holds before it starts over.
+const CELL_QUERY_CACHE_LIMIT: usize = 300_000;
+
+/// The months a cell query reads.
+fn query_months(query: &CellQuery) -> Vec<i32> {
+    query
+        .periods
+        .iter()
+        .map(|&p| match query.grain {
+            Grain::Day => Month::of_day(p).0,
+            Grain::Month => p,
+        })
+        .collect()
+}
+
 enum Job {
     Insert(Vec<NewResult>, Reply<Vec<InsertOutcome>>),
     Rebuild(Reply<RebuildReport>),
@@ -79,6 +129,8 @@ enum Job {
 
 /// SQLite implementation of [`Store`].
 pub struct SqliteStore {
+    versions: Arc<MonthVersions>,
+    cache: Mutex<CellCache>,
     /// Dropping it stops the checkpoint thread.
     _checkpointer: mpsc::Sender<()>,
     jobs: Mutex<mpsc::Sender<Job>>,
@@ -119,12 +171,16 @@ impl SqliteStore {
             readers.push(open_reader(&path)?);
         }
         let checkpointer = start_checkpointer(&path)?;
+        let versions = Arc::new(MonthVersions::default());
+        let writer_versions = versions.clone();
         let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("ispeed-sqlite-writer".into())
-            .spawn(move || Writer::new(writer, options).run(receiver))
+            .spawn(move || Writer::new(writer, options, writer_versions).run(receiver))
             .map_err(|e| StoreError::Open(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
+            versions,
+            cache: Mutex::default(),
             _checkpointer: checkpointer,
             jobs: Mutex::new(sender),
             readers: Arc::new(Mutex::new(readers)),
@@ -134,6 +190,75 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Reads and decodes the cells of a query from the database.
+    async fn read_cells(&self, query: CellQuery) -> Result<Vec<(CellKey, Cell)>, StoreError> {
+        self.read(move |connection| {
+            let mut sql = String::from(
+                "SELECT period, parent, code, isp, access, ip_version,
+                        n, download, upload, latency, devices
+                 FROM cells WHERE grain = ?1 AND period = ?2 AND level = ?3",
+            );
+            sql.push_str(if query.aggregate {
+                " AND access = 'all'"
+            } else {
+                " AND access <> 'all'"
+            });
+            if query.parent.is_some() {
+                sql.push_str(" AND parent = ?4");
+            }
+            if query.code.is_some() {
+                sql.push_str(if query.parent.is_some() {
+                    " AND code = ?5"
+                } else {
+                    " AND code = ?4"
+                });
+            }
+            let mut statement = connection.prepare_cached(&sql).map_err(db_error)?;
+            let mut out: Vec<(CellKey, u64, [Vec<u8>; 4])> = Vec::new();
+            for period in &query.periods {
+                let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+                    Box::new(query.grain.as_i64()),
+                    Box::new(*period),
+                    Box::new(level_to_i64(query.level)),
+                ];
+                if let Some(parent) = &query.parent {
+                    values.push(Box::new(parent.clone()));
+                }
+                if let Some(code) = &query.code {
+                    values.push(Box::new(code.clone()));
+                }
+                let mut rows = statement
+                    .query(rusqlite::params_from_iter(values.iter()))
+                    .map_err(db_error)?;
+                while let Some(row) = rows.next().map_err(db_error)? {
+                    let access: String = row.get(4).map_err(db_error)?;
+                    let access = match access.as_str() {
+                        ALL_ACCESS => None,
+                        kind => Some(parse_access_kind(kind)?),
+                    };
+                    let key = CellKey {
+                        grain: query.grain,
+                        period: row.get(0).map_err(db_error)?,
+                        level: query.level,
+                        parent: row.get(1).map_err(db_error)?,
+                        code: row.get(2).map_err(db_error)?,
+                        isp: row.get(3).map_err(db_error)?,
+                        access,
+                        ip_version: row.get(5).map_err(db_error)?,
+                    };
+                    let n: i64 = row.get(6).map_err(db_error)?;
+                    let blob = |i: usize| -> Result<Vec<u8>, StoreError> {
+                        row.get(7 + i).map_err(db_error)
+                    };
+                    let blobs = [blob(0)?, blob(1)?, blob(2)?, blob(3)?];
+                    out.push((key, n as u64, blobs));
+                }
+            }
+            decode_cells(out)
+        })
+        .await
     }
 
     async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
@@ -283,14 +408,16 @@ struct Writer {
     connection: Connection,
     options: SqliteOptions,
     cache: HashMap<CellKey, Cell>,
+    versions: Arc<MonthVersions>,
 }
 
 impl Writer {
-    fn new(connection: Connection, options: SqliteOptions) -> Writer {
+    fn new(connection: Connection, options: SqliteOptions, versions: Arc<MonthVersions>) -> Writer {
         Writer {
             connection,
             options,
             cache: HashMap::new(),
+            versions,
         }
     }
 
@@ -330,6 +457,7 @@ impl Writer {
                     if result.is_err() {
                         self.cache.clear();
                     }
+                    self.versions.bump_all();
                     let _ = reply.send(result);
                 }
                 Job::UpsertTestPoint(record, reply) => {
@@ -344,7 +472,7 @@ impl Writer {
 
     fn insert_batch(&mut self, batch: Vec<(Vec<NewResult>, Reply<Vec<InsertOutcome>>)>) {
         let cap = self.options.heavy_tester_cap;
-        let outcome = (|| -> Result<Vec<Vec<InsertOutcome>>, StoreError> {
+        let outcome = (|| -> Result<(Vec<Vec<InsertOutcome>>, Vec<i32>), StoreError> {
             let tx = self.connection.transaction().map_err(db_error)?;
             let mut deltas: HashMap<CellKey, Cell> = HashMap::new();
             let mut all = Vec::with_capacity(batch.len());
@@ -355,12 +483,22 @@ impl Writer {
                 }
                 all.push(outcomes);
             }
+            let mut months: Vec<i32> = deltas
+                .keys()
+                .filter(|key| key.grain == Grain::Month)
+                .map(|key| key.period)
+                .collect();
+            months.sort_unstable();
+            months.dedup();
             flush_cells(&tx, &mut self.cache, deltas)?;
             tx.commit().map_err(db_error)?;
-            Ok(all)
+            Ok((all, months))
         })();
         match outcome {
-            Ok(all) => {
+            Ok((all, months)) => {
+                // Before anyone hears of the commit: a client that reads the
+                // statistics after its 201 must see its result.
+                self.versions.bump(months.into_iter());
                 for ((_, reply), outcomes) in batch.into_iter().zip(all) {
                     let _ = reply.send(Ok(outcomes));
                 }
@@ -880,72 +1018,26 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn cells(&self, query: CellQuery) -> Result<Vec<(CellKey, Cell)>, StoreError> {
-        self.read(move |connection| {
-            let mut sql = String::from(
-                "SELECT period, parent, code, isp, access, ip_version,
-                        n, download, upload, latency, devices
-                 FROM cells WHERE grain = ?1 AND period = ?2 AND level = ?3",
-            );
-            sql.push_str(if query.aggregate {
-                " AND access = 'all'"
-            } else {
-                " AND access <> 'all'"
-            });
-            if query.parent.is_some() {
-                sql.push_str(" AND parent = ?4");
+    async fn cells(&self, query: CellQuery) -> Result<Arc<Vec<(CellKey, Cell)>>, StoreError> {
+        // Versions first: a commit landing during the read makes the entry
+        // stale rather than letting it hide the commit.
+        let versions = self.versions.snapshot(query_months(&query).into_iter());
+        if let Some((at, cells)) = self.cache.lock().expect("cache lock").entries.get(&query) {
+            if *at == versions {
+                return Ok(cells.clone());
             }
-            if query.code.is_some() {
-                sql.push_str(if query.parent.is_some() {
-                    " AND code = ?5"
-                } else {
-                    " AND code = ?4"
-                });
-            }
-            let mut statement = connection.prepare_cached(&sql).map_err(db_error)?;
-            let mut out: Vec<(CellKey, u64, [Vec<u8>; 4])> = Vec::new();
-            for period in &query.periods {
-                let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
-                    Box::new(query.grain.as_i64()),
-                    Box::new(*period),
-                    Box::new(level_to_i64(query.level)),
-                ];
-                if let Some(parent) = &query.parent {
-                    values.push(Box::new(parent.clone()));
-                }
-                if let Some(code) = &query.code {
-                    values.push(Box::new(code.clone()));
-                }
-                let mut rows = statement
-                    .query(rusqlite::params_from_iter(values.iter()))
-                    .map_err(db_error)?;
-                while let Some(row) = rows.next().map_err(db_error)? {
-                    let access: String = row.get(4).map_err(db_error)?;
-                    let access = match access.as_str() {
-                        ALL_ACCESS => None,
-                        kind => Some(parse_access_kind(kind)?),
-                    };
-                    let key = CellKey {
-                        grain: query.grain,
-                        period: row.get(0).map_err(db_error)?,
-                        level: query.level,
-                        parent: row.get(1).map_err(db_error)?,
-                        code: row.get(2).map_err(db_error)?,
-                        isp: row.get(3).map_err(db_error)?,
-                        access,
-                        ip_version: row.get(5).map_err(db_error)?,
-                    };
-                    let n: i64 = row.get(6).map_err(db_error)?;
-                    let blob = |i: usize| -> Result<Vec<u8>, StoreError> {
-                        row.get(7 + i).map_err(db_error)
-                    };
-                    let blobs = [blob(0)?, blob(1)?, blob(2)?, blob(3)?];
-                    out.push((key, n as u64, blobs));
-                }
-            }
-            decode_cells(out)
-        })
-        .await
+        }
+        let cells = Arc::new(self.read_cells(query.clone()).await?);
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.cells + cells.len() > CELL_QUERY_CACHE_LIMIT {
+            cache.entries.clear();
+            cache.cells = 0;
+        }
+        cache.cells += cells.len();
+        if let Some((_, old)) = cache.entries.insert(query, (versions, cells.clone())) {
+            cache.cells -= old.len();
+        }
+        Ok(cells)
     }
 
     async fn counted_values(
