@@ -101,9 +101,12 @@ impl MonthVersions {
 /// good; the current month's entries go stale with each commit.
 #[derive(Default)]
 struct CellCache {
-    entries: HashMap<CellQuery, (Vec<u64>, Arc<Vec<(CellKey, Cell)>>)>,
+    /// Query → (versions read at, cells).
+    entries: HashMap<CellQuery, (Vec<u64>, SharedCells)>,
     cells: usize,
 }
+
+type SharedCells = Arc<Vec<(CellKey, Cell)>>;
 
 /// Most decoded cells the query cache holds before it starts over.
 const CELL_QUERY_CACHE_LIMIT: usize = 300_000;
