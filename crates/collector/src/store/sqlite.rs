@@ -158,10 +158,7 @@ impl SqliteStore {
         let mut writer = Connection::open(&path).map_err(db_error)?;
         writer
             .execute_batch(
-                // 16 KiB pages (for a new file): a result row with its receipt
-                // is about 2 KiB, which packs poorly into 4 KiB pages.
-                "PRAGMA page_size = 16384;
-                 PRAGMA journal_mode = WAL;
+                "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA wal_autocheckpoint = 0;
                  PRAGMA busy_timeout = 10000;
