@@ -366,3 +366,45 @@ async fn sufficiency_flags_switch_exactly_at_the_thresholds() {
     );
     collector.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_2_derives_the_aggregate_cells_of_an_older_store() {
+    let dir = TempDir::new("migration");
+    let month = Month::parse(MONTH).unwrap();
+    let config = RawConfig::default().resolve(dir.path()).unwrap();
+    let enricher = Arc::new(load_enricher(&config).unwrap());
+    let generator = Arc::new(Generator::new(4, month, 5_000, &enricher));
+    generate_into_store(open(dir.path()), enricher, generator, |_| {})
+        .await
+        .unwrap();
+    let questions = [
+        format!("/api/v1/stats/children?level=nation&period={MONTH}"),
+        format!("/api/v1/stats/children?level=province&code=79&period={MONTH}"),
+        format!("/api/v1/stats?level=nation&period={MONTH}"),
+    ];
+    let collector = start(dir.path(), RawConfig::default(), false).await;
+    let mut before = Vec::new();
+    for question in &questions {
+        before.push(get_json(&collector.url, question).await);
+    }
+    collector.stop().await;
+
+    // What a store written before aggregate cells existed looks like.
+    let db = rusqlite::Connection::open(dir.path().join("ispeed.sqlite3")).unwrap();
+    let removed = db
+        .execute("DELETE FROM cells WHERE access = 'all'", [])
+        .unwrap();
+    assert!(removed > 100);
+    db.pragma_update(None, "user_version", 1).unwrap();
+    drop(db);
+
+    let collector = start(dir.path(), RawConfig::default(), false).await;
+    for (question, expected) in questions.iter().zip(&before) {
+        assert_eq!(
+            &get_json(&collector.url, question).await,
+            expected,
+            "{question}"
+        );
+    }
+    collector.stop().await;
+}
