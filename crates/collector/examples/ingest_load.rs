@@ -16,6 +16,8 @@
 //! results_per_s, submission latency p50/p99, this process's CPU seconds
 //! during the timed phase and the build time.
 
+#[path = "support/exit.rs"]
+mod exit;
 #[path = "support/http1.rs"]
 mod http1;
 
@@ -83,21 +85,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(true) => std::process::ExitCode::SUCCESS,
-        Ok(false) => std::process::ExitCode::FAILURE,
-        Err(message) => {
-            eprintln!("ingest_load: {message}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    exit::main_with("ingest_load", parse_args, run)
 }
 
 fn run(args: Args) -> Result<bool, String> {

@@ -19,6 +19,8 @@
 //!
 //! Prints human-readable lines on stderr and one JSON line on stdout.
 
+#[path = "support/exit.rs"]
+mod exit;
 #[path = "support/http1.rs"]
 mod http1;
 
@@ -222,21 +224,7 @@ fn exact_answer<'a>(rows: &'a [CountedValues], q: &Question) -> ExactAnswer {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(true) => std::process::ExitCode::SUCCESS,
-        Ok(false) => std::process::ExitCode::FAILURE,
-        Err(message) => {
-            eprintln!("query_bench: {message}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    exit::main_with("query_bench", parse_args, run)
 }
 
 fn questions(args: &Args) -> Result<Vec<Question>, String> {

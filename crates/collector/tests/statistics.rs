@@ -17,6 +17,15 @@ use ispeed_proto::results::ResultStatus;
 
 const MONTH: &str = "2026-10";
 
+/// The API's answers to `questions`, in order.
+async fn answers(url: &str, questions: &[String]) -> Vec<serde_json::Value> {
+    let mut out = Vec::with_capacity(questions.len());
+    for question in questions {
+        out.push(get_json(url, question).await);
+    }
+    out
+}
+
 fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
     let n = sorted.len();
     let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
@@ -221,10 +230,7 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
         ),
         "/api/v1/stats/timeseries?level=province&code=79&period=2026-Q4".to_owned(),
     ];
-    let mut before = Vec::new();
-    for question in &questions {
-        before.push(get_json(url, question).await);
-    }
+    let before = answers(url, &questions).await;
     collector.stop().await;
     {
         let store = open(dir.path());
@@ -233,13 +239,7 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
         assert_eq!(report.counted, values.len() as u64);
     }
     let collector = start(dir.path(), RawConfig::default(), false).await;
-    for (question, expected) in questions.iter().zip(&before) {
-        assert_eq!(
-            &get_json(&collector.url, question).await,
-            expected,
-            "{question}"
-        );
-    }
+    assert_eq!(answers(&collector.url, &questions).await, before);
     collector.stop().await;
 }
 
@@ -383,10 +383,7 @@ async fn migration_2_derives_the_aggregate_cells_of_an_older_store() {
         format!("/api/v1/stats?level=nation&period={MONTH}"),
     ];
     let collector = start(dir.path(), RawConfig::default(), false).await;
-    let mut before = Vec::new();
-    for question in &questions {
-        before.push(get_json(&collector.url, question).await);
-    }
+    let before = answers(&collector.url, &questions).await;
     collector.stop().await;
 
     // What a store written before aggregate cells existed looks like.
@@ -399,12 +396,6 @@ async fn migration_2_derives_the_aggregate_cells_of_an_older_store() {
     drop(db);
 
     let collector = start(dir.path(), RawConfig::default(), false).await;
-    for (question, expected) in questions.iter().zip(&before) {
-        assert_eq!(
-            &get_json(&collector.url, question).await,
-            expected,
-            "{question}"
-        );
-    }
+    assert_eq!(answers(&collector.url, &questions).await, before);
     collector.stop().await;
 }
