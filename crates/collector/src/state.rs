@@ -10,7 +10,7 @@ use ispeed_proto::ErrorCode;
 use crate::config::CollectorConfig;
 use crate::error::ApiFailure;
 use crate::store::{InsertOutcome, Store, StoreError, TestPointRecord};
-use crate::verify::{build_record, Enricher, Verifier};
+use crate::verify::{body_hash, build_record, Enricher, Verifier};
 
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
@@ -129,24 +129,37 @@ impl CollectorState {
         now_ms: u64,
     ) -> Result<(StatusCode, StoredResult), ApiFailure> {
         let verifier = self.verifier.read().expect("verifier lock").clone();
-        let (payload, trusted, age_refusal) = verifier.verify(&submission, now_ms)?;
-        let record = build_record(
-            &submission,
-            &payload,
-            trusted,
-            &self.enricher,
-            &self.device_key,
-            &verifier.tolerance,
-            now_ms,
-        )?;
-        if let Some(refusal) = age_refusal {
-            // A retry of a result stored before its receipt aged out is
-            // still answered as the idempotent success it is.
-            return match self.store.get(record.result_id).await? {
-                Some(row) if row.body_hash == record.body_hash => Ok((StatusCode::OK, row.record)),
-                _ => Err(refusal.into()),
-            };
-        }
+        let checked = verifier
+            .verify(&submission, now_ms)
+            .and_then(|(payload, trusted, aged)| {
+                let record = build_record(
+                    &submission,
+                    &payload,
+                    trusted,
+                    &self.enricher,
+                    &self.device_key,
+                    &verifier.tolerance,
+                    now_ms,
+                )?;
+                match aged {
+                    Some(refusal) => Err(refusal),
+                    None => Ok(record),
+                }
+            });
+        let record = match checked {
+            Ok(record) => record,
+            Err(refusal) => {
+                // A retry of a result stored before is the idempotent success
+                // it always was, even if its receipt has aged out or its test
+                // point has been withdrawn since.
+                return match self.store.get(submission.result_id).await? {
+                    Some(row) if row.body_hash == body_hash(&submission) => {
+                        Ok((StatusCode::OK, row.record))
+                    }
+                    _ => Err(refusal.into()),
+                };
+            }
+        };
         let outcome = self.store.insert(vec![record]).await?.pop();
         match outcome {
             Some(InsertOutcome::Created(stored)) => Ok((StatusCode::CREATED, stored)),

@@ -241,19 +241,31 @@ pub fn plausibility(
     tolerance: &Tolerance,
 ) -> Vec<ImplausibleReason> {
     let mut reasons = Vec::new();
-    if let (Some(client), Some(server)) = (metrics.download_mbps, payload.download_mbps()) {
+    // The figures the test point signed at `finish` are the client's word;
+    // what the submission says is checked against them below.
+    let signed = &payload.client_report;
+    if let (Some(client), Some(server)) = (
+        signed.download_mbps.or(metrics.download_mbps),
+        payload.download_mbps(),
+    ) {
         if (client - server).abs() > tolerance.download_rel * server + tolerance.rate_abs_mbps {
             reasons.push(ImplausibleReason::DownloadMismatch);
         }
     }
-    if let (Some(client), Some(server)) = (metrics.upload_mbps, payload.upload_mbps()) {
+    if let (Some(client), Some(server)) = (
+        signed.upload_mbps.or(metrics.upload_mbps),
+        payload.upload_mbps(),
+    ) {
         let high = tolerance.upload_over * server + tolerance.rate_abs_mbps;
         let low = (1.0 - tolerance.upload_under_rel) * server - tolerance.rate_abs_mbps;
         if client > high || client < low {
             reasons.push(ImplausibleReason::UploadMismatch);
         }
     }
-    if let (Some(client), Some(server)) = (metrics.latency_ms, server_latency_ms(payload)) {
+    if let (Some(client), Some(server)) = (
+        signed.latency_ms.or(metrics.latency_ms),
+        server_latency_ms(payload),
+    ) {
         let high = tolerance.latency_over * server + tolerance.latency_abs_ms;
         if client > high || client < 0.5 * server - 1.0 {
             reasons.push(ImplausibleReason::LatencyMismatch);
@@ -261,10 +273,13 @@ pub fn plausibility(
     }
     // The test point signed what the client reported at the end of the test;
     // a submission that says otherwise was edited afterwards.
-    let signed = &payload.client_report;
-    let differs = |a: Option<f64>, b: Option<f64>| match (a, b) {
+    // (submitted, signed). Dropping a signed figure is editing it too; a
+    // figure the test point did not sign (the client's upload is only what
+    // it handed its sockets) has nothing to be compared with.
+    let differs = |submitted: Option<f64>, signed: Option<f64>| match (submitted, signed) {
         (Some(a), Some(b)) => (a - b).abs() > 1e-6 * a.abs().max(b.abs()).max(1.0),
-        _ => false,
+        (None, Some(_)) => true,
+        (_, None) => false,
     };
     if differs(metrics.download_mbps, signed.download_mbps)
         || differs(metrics.upload_mbps, signed.upload_mbps)
@@ -335,10 +350,9 @@ pub fn build_record(
     } else {
         ResultStatus::Implausible
     };
-    let body = serde_json::to_vec(submission).expect("plain data serialises");
     Ok(NewResult {
         result_id: submission.result_id,
-        body_hash: Sha256::digest(&body).into(),
+        body_hash: body_hash(submission),
         received_at_ms: now_ms,
         measured_at_ms: submission.measured_at_ms,
         day: ict_day(payload.started_at_ms),
@@ -366,8 +380,25 @@ pub fn build_record(
         client_metrics: submission.metrics,
         status,
         reasons,
-        receipt: submission.receipt.clone(),
+        receipt: redacted_payload(payload, client_ip),
     })
+}
+
+/// SHA-256 of the submission as parsed and re-serialised: equal for an
+/// idempotent retry, different for another result reusing the id.
+pub fn body_hash(submission: &SubmitResult) -> [u8; 32] {
+    let body = serde_json::to_vec(submission).expect("plain data serialises");
+    Sha256::digest(&body).into()
+}
+
+/// The receipt's payload as stored: the client address truncated like
+/// `client_net`, and no signature (with it, the full address could be
+/// recovered by trying every one). The submission's `body_hash` still lets
+/// an auditor holding the client's copy prove which receipt it was.
+pub fn redacted_payload(payload: &ReceiptPayload, client_ip: IpAddr) -> String {
+    let mut redacted = payload.clone();
+    redacted.client_addr = truncate_ip(client_ip).to_string();
+    serde_json::to_string(&redacted).expect("plain data serialises")
 }
 
 fn parse_client_ip(text: &str) -> Option<IpAddr> {

@@ -399,3 +399,15 @@ async fn migration_2_derives_the_aggregate_cells_of_an_older_store() {
     assert_eq!(answers(&collector.url, &questions).await, before);
     collector.stop().await;
 }
+
+#[test]
+fn a_store_in_use_cannot_be_opened_a_second_time() {
+    let dir = TempDir::new("lock");
+    let _first = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+    let second = SqliteStore::open(dir.path(), SqliteOptions::default());
+    let error = second
+        .err()
+        .expect("a second writer is refused")
+        .to_string();
+    assert!(error.contains("in use by another process"), "{error}");
+}

@@ -240,11 +240,35 @@ async fn implausible_results_are_stored_flagged_and_not_counted() {
         .iter()
         .map(|r| r.as_str().unwrap())
         .collect();
-    assert!(reasons.contains(&"download_mismatch"), "{reasons:?}");
-    assert!(reasons.contains(&"report_mismatch"), "{reasons:?}");
+    assert_eq!(reasons, ["report_mismatch"], "edited after the test");
+
+    // A client that reported a different rate at `finish` than the test
+    // point counted: the signed figures themselves disagree.
+    let mut lied = plausible(&generator, 200);
+    let key = ispeed_collector::generate::synthetic_key(seed);
+    lied.receipt = resign(&lied, &key, |p| {
+        let inflated = p.download_mbps().unwrap() * 3.0 + 10.0;
+        p.client_report.download_mbps = Some(inflated);
+    });
+    let payload = Receipt::parse(&lied.receipt)
+        .unwrap()
+        .payload_unverified()
+        .unwrap();
+    lied.metrics.download_mbps = payload.client_report.download_mbps;
+    let (status, body) = post_json(url, &lied).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["reasons"], serde_json::json!(["download_mismatch"]));
+
+    // Leaving out a figure the test point signed is editing it too.
+    let mut dropped = plausible(&generator, 300);
+    dropped.metrics.download_mbps = None;
+    let (status, body) = post_json(url, &dropped).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "implausible");
+    assert_eq!(body["reasons"], serde_json::json!(["report_mismatch"]));
 
     // The published value is the receipt's, never the client's.
-    let payload = Receipt::parse(&edited.receipt)
+    let payload = Receipt::parse(&dropped.receipt)
         .unwrap()
         .payload_unverified()
         .unwrap();
@@ -314,13 +338,13 @@ async fn a_test_point_removed_from_the_config_is_no_longer_trusted() {
     let seed = 12;
     let generator = generator(seed, 1000);
     let collector = start(dir.path(), config(seed), false).await;
-    assert_eq!(
-        post_json(&collector.url, &plausible(&generator, 0)).await.0,
-        201
-    );
+    let stored = plausible(&generator, 0);
+    assert_eq!(post_json(&collector.url, &stored).await.0, 201);
     collector.stop().await;
 
     let collector = start(dir.path(), RawConfig::default(), false).await;
+    // A retry of what was stored before is still the same success.
+    assert_eq!(post_json(&collector.url, &stored).await.0, 200);
     let (status, body) = post_json(&collector.url, &plausible(&generator, 100)).await;
     assert_eq!((status, code(&body)), (422, "unknown_test_point"));
     collector.stop().await;

@@ -49,6 +49,8 @@ pub struct NewResult {
     pub client_metrics: ClientMetrics,
     pub status: ResultStatus,
     pub reasons: Vec<ImplausibleReason>,
+    /// The receipt payload (JSON) with the client address truncated and
+    /// without its signature: see [`crate::verify::redacted_payload`].
     pub receipt: String,
 }
 
@@ -176,6 +178,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store has shut down")]
     Closed,
+    #[error("the store is too busy to answer now")]
+    Busy,
     #[error("cannot open the store: {0}")]
     Open(String),
 }

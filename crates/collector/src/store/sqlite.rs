@@ -42,9 +42,15 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../../migrations/sqlite/0001_initial.sql")),
     // 2: aggregate month cells (every access type and IP version together).
     Migration::Code(add_aggregate_month_cells),
+    // 3: stored receipts lose their signature and full client address.
+    Migration::Code(redact_stored_receipts),
 ];
 /// Read-only connections kept for queries.
 const READERS: usize = 4;
+/// Reads running at once at most (more wait for a permit).
+const MAX_CONCURRENT_READS: usize = 2 * READERS;
+/// How long a read may wait for a permit before the store reports itself busy.
+const READ_QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Decoded cells the writer keeps in memory (cleared when exceeded): the
 /// month cells of busy units are rewritten on every batch.
 const CELL_CACHE_LIMIT: usize = 200_000;
@@ -132,8 +138,12 @@ enum Job {
 
 /// SQLite implementation of [`Store`].
 pub struct SqliteStore {
+    /// Held while the store is open: the writer's cell cache and the query
+    /// cache assume no other process writes the file.
+    _lock: std::fs::File,
     versions: Arc<MonthVersions>,
     cache: Mutex<CellCache>,
+    read_permits: tokio::sync::Semaphore,
     /// Dropping it stops the checkpoint thread.
     _checkpointer: mpsc::Sender<()>,
     jobs: Mutex<mpsc::Sender<Job>>,
@@ -154,14 +164,15 @@ impl SqliteStore {
     pub fn open(dir: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        let lock = lock_exclusively(&dir.join("ispeed.lock"))?;
         let path = dir.join("ispeed.sqlite3");
         let mut writer = Connection::open(&path).map_err(db_error)?;
         writer
             .execute_batch(
-                "PRAGMA journal_mode = WAL;
+                "PRAGMA busy_timeout = 10000;
+                 PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA wal_autocheckpoint = 0;
-                 PRAGMA busy_timeout = 10000;
                  PRAGMA cache_size = -65536;",
             )
             .map_err(db_error)?;
@@ -179,8 +190,10 @@ impl SqliteStore {
             .spawn(move || Writer::new(writer, options, writer_versions).run(receiver))
             .map_err(|e| StoreError::Open(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
+            _lock: lock,
             versions,
             cache: Mutex::default(),
+            read_permits: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
             _checkpointer: checkpointer,
             jobs: Mutex::new(sender),
             readers: Arc::new(Mutex::new(readers)),
@@ -275,6 +288,13 @@ impl SqliteStore {
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // Public, unauthenticated questions must not open connections and
+        // blocking threads without bound: past this many, callers wait, and
+        // after READ_QUEUE_TIMEOUT they get 503 and Retry-After.
+        let _permit = tokio::time::timeout(READ_QUEUE_TIMEOUT, self.read_permits.acquire())
+            .await
+            .map_err(|_| StoreError::Busy)?
+            .map_err(|_| StoreError::Closed)?;
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
@@ -293,6 +313,28 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?
     }
+}
+
+/// Takes an exclusive advisory lock on `path` (created if missing), or
+/// fails at once if another process holds it.
+fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        return Err(StoreError::Open(format!(
+            "the store in {} is in use by another process (a running `ispeed serve`?)",
+            path.parent()
+                .map_or_else(|| path.display().to_string(), |p| p.display().to_string())
+        )));
+    }
+    Ok(file)
 }
 
 /// How often committed WAL frames are copied back into the database file.
@@ -402,6 +444,39 @@ fn add_aggregate_month_cells(tx: &Transaction<'_>) -> Result<(), StoreError> {
         upsert_cell(tx, key, cell)?;
     }
     Ok(())
+}
+
+/// Migration 3: earlier versions stored the compact signed receipt, whose
+/// payload holds the client's full address. Rewrites each as
+/// [`crate::verify::redacted_payload`], in chunks to bound memory.
+fn redact_stored_receipts(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let mut after: i64 = 0;
+    loop {
+        let chunk: Vec<(i64, String, String)> = tx
+            .prepare("SELECT seq, receipt, client_net FROM results WHERE seq > ?1 ORDER BY seq LIMIT 10000")
+            .map_err(db_error)?
+            .query_map([after], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .map_err(db_error)?
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?;
+        let Some(last) = chunk.last() else {
+            return Ok(());
+        };
+        after = last.0;
+        for (seq, receipt, client_net) in chunk {
+            let Ok(payload) =
+                ispeed_proto::Receipt::parse(&receipt).and_then(|r| r.payload_unverified())
+            else {
+                continue; // already redacted
+            };
+            let net: std::net::IpAddr = client_net.parse().map_err(corrupt)?;
+            tx.execute(
+                "UPDATE results SET receipt = ?1 WHERE seq = ?2",
+                params![crate::verify::redacted_payload(&payload, net), seq],
+            )
+            .map_err(db_error)?;
+        }
+    }
 }
 
 struct Writer {
@@ -948,6 +1023,13 @@ fn stored_from_row(row: &Row<'_>, first: usize) -> Result<StoredRow, StoreError>
 }
 
 fn upsert_test_point(connection: &Connection, tp: &TestPointRecord) -> Result<(), StoreError> {
+    // A key belongs to one test point: a renamed one replaces its old row.
+    connection
+        .execute(
+            "DELETE FROM test_points WHERE public_key = ?1 AND id <> ?2",
+            params![tp.public_key, tp.id],
+        )
+        .map_err(db_error)?;
     connection
         .execute(
             "INSERT INTO test_points (id, public_key, url, name, province_code, line_rate_mbps, approved)
