@@ -106,7 +106,12 @@ async fn full_test_yields_a_verifiable_receipt() {
     assert!(result.download_mbps.unwrap() > 10.0);
     assert!(result.upload_mbps.unwrap() > 10.0);
     assert!(result.latency_ms.unwrap() > 0.0);
-    assert!(result.duration_s.download.unwrap() <= 3.5);
+    // The phase stops at max_seconds plus teardown. This debug build shares
+    // 2 cores with this file's other tests (1 000 disconnects among them),
+    // which stretched teardown past 0.5 s once in about six CI runs; the
+    // release-build limit is measured by bench/accuracy.sh.
+    let download_s = result.duration_s.download.unwrap();
+    assert!(download_s <= 4.0, "download phase took {download_s} s");
     // The receipt's rates are the server's, and the client reports them.
     let payload = &result.receipt_payload;
     assert_eq!(result.download_mbps, payload.download_mbps());
