@@ -13,9 +13,6 @@
 #      CONCURRENCY=1 (keep-alive connections issuing requests)
 #      RANDOM_PROVINCES=5 RANDOM_WARDS=40 (besides nation and provinces 01 79 48)
 #      GOAL_P99_MS=50 (the p99 both endpoints must stay under at the largest size)
-#      EXACT_SOURCE=auto (store: Store::counted_values, whose month query walks
-#        the day index into random row lookups; scan: the same rows by a
-#        sequential scan; auto: store up to 2 M samples, scan above)
 #      QUERY_BENCH=path (prebuilt example binary; default: built with cargo
 #        build --release -p ispeed-collector --example query_bench if missing)
 #
@@ -48,7 +45,6 @@ CONCURRENCY=${CONCURRENCY:-1}
 RANDOM_PROVINCES=${RANDOM_PROVINCES:-5}
 RANDOM_WARDS=${RANDOM_WARDS:-40}
 GOAL_P99_MS=${GOAL_P99_MS:-50}
-EXACT_SOURCE=${EXACT_SOURCE:-auto}
 
 QUERY_BENCH=${QUERY_BENCH:-$REPO_ROOT/target/release/examples/query_bench}
 if [[ ! -x $QUERY_BENCH ]]; then
@@ -107,9 +103,7 @@ for n in "${SIZES[@]}"; do
         extra=()
         # The exact reference (a full scan of the month) runs in the first pass only.
         if ((run == 1)); then
-            src=$EXACT_SOURCE
-            [[ $src != auto ]] || { ((n <= 2000000)) && src=store || src=scan; }
-            extra=(--exact-source "$src")
+            extra=(--exact-source scan)
         else
             extra=(--skip-exact)
         fi

@@ -33,7 +33,7 @@ use ispeed_collector::generate::Rng;
 use ispeed_collector::period::Month;
 use ispeed_collector::state::load_enricher;
 use ispeed_collector::store::CountedValues;
-use ispeed_collector::{RawConfig, SqliteOptions, SqliteStore, Store};
+use ispeed_collector::RawConfig;
 use serde_json::Value;
 
 struct Args {
@@ -63,7 +63,7 @@ fn parse_args() -> Result<Args, String> {
         random_wards: 40,
         seed: 7,
         skip_exact: false,
-        exact_source: "store".into(),
+        exact_source: "scan".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -495,22 +495,13 @@ fn run(args: Args) -> Result<bool, String> {
         Month::parse(&args.period).ok_or("--period must be YYYY-MM for the exact reference")?;
     let first_day = month.first_day();
     let last_day = Month(month.0 + 1).first_day() - 1;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let rows = match args.exact_source.as_str() {
-        "store" => {
-            let store = SqliteStore::open(&args.data, SqliteOptions::default())
-                .map_err(|e| e.to_string())?;
-            runtime
-                .block_on(store.counted_values(first_day, last_day))
-                .map_err(|e| e.to_string())?
-        }
+        // The running `serve` owns the store (one process per store): the
+        // reference reads the same rows as `Store::counted_values` through
+        // its own read-only connection.
         "scan" => scan_counted(&args.data, first_day, last_day).map_err(|e| e.to_string())?,
-        other => return Err(format!("--exact-source must be store or scan, not {other}")),
+        other => return Err(format!("--exact-source must be scan, not {other}")),
     };
     let scan_s = t0.elapsed().as_secs_f64();
     eprintln!(
