@@ -207,6 +207,7 @@ pub fn build_submission(
             ipv6_capable: result.ipv6_capable,
         },
         receipt: result.receipt.clone(),
+        source: None,
     }
 }
 

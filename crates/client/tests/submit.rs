@@ -57,6 +57,7 @@ fn sample(measured_at_ms: u64) -> SubmitResult {
         ward_code: None,
         metrics: ClientMetrics::default(),
         receipt: "v1.e30.AAAA".into(),
+        source: None,
     }
 }
 
@@ -78,6 +79,7 @@ fn stored(of: &SubmitResult) -> StoredResult {
         status: ResultStatus::Accepted,
         reasons: Vec::new(),
         counted: true,
+        source: None,
     }
 }
 

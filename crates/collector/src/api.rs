@@ -48,6 +48,7 @@ pub fn routes(state: CollectorState) -> Router {
         .route(paths::ISPS, get(isps))
         .route(paths::OPENAPI, get(openapi))
         .merge(crate::web::pages())
+        .merge(crate::web::api_routes())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -156,14 +157,14 @@ async fn test_points(State(state): State<CollectorState>) -> Result<Json<TestPoi
 
 /// Query string of the statistics endpoints; every field is checked by hand
 /// so that each mistake gets its own typed message.
-#[derive(Debug, Default, Deserialize)]
-struct StatsParams {
-    level: Option<String>,
-    code: Option<String>,
-    period: Option<String>,
-    isp: Option<String>,
-    access: Option<String>,
-    ip: Option<String>,
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(crate) struct StatsParams {
+    pub level: Option<String>,
+    pub code: Option<String>,
+    pub period: Option<String>,
+    pub isp: Option<String>,
+    pub access: Option<String>,
+    pub ip: Option<String>,
 }
 
 /// A checked statistics request.
@@ -302,7 +303,15 @@ async fn stats_handler(
     State(state): State<CollectorState>,
     params: Result<Query<StatsParams>, QueryRejection>,
 ) -> Result<Json<StatsResponse>, ApiFailure> {
-    let r = resolve(&state, query_params(params)?)?;
+    stats_of(&state, query_params(params)?).await.map(Json)
+}
+
+/// `GET /api/v1/stats`, for the API and the pages alike.
+pub(crate) async fn stats_of(
+    state: &CollectorState,
+    params: StatsParams,
+) -> Result<StatsResponse, ApiFailure> {
+    let r = resolve(state, params)?;
     let cells = state
         .store
         .cells(stats::unit_query(
@@ -316,7 +325,7 @@ async fn stats_handler(
         r.period.months,
         &state.config.thresholds,
     );
-    Ok(Json(StatsResponse {
+    Ok(StatsResponse {
         level: r.level,
         code: r.code,
         name: r.name,
@@ -324,7 +333,7 @@ async fn stats_handler(
         months: r.period.months().map(|m| m.to_string()).collect(),
         filters: r.filters,
         rows,
-    }))
+    })
 }
 
 /// One child unit in `GET /api/v1/stats/children`.
@@ -352,7 +361,15 @@ async fn children_handler(
     State(state): State<CollectorState>,
     params: Result<Query<StatsParams>, QueryRejection>,
 ) -> Result<Json<ChildrenResponse>, ApiFailure> {
-    let r = resolve(&state, query_params(params)?)?;
+    children_of(&state, query_params(params)?).await.map(Json)
+}
+
+/// `GET /api/v1/stats/children`, for the API and the pages alike.
+pub(crate) async fn children_of(
+    state: &CollectorState,
+    params: StatsParams,
+) -> Result<ChildrenResponse, ApiFailure> {
+    let r = resolve(state, params)?;
     let query = stats::children_query(r.level, &r.code, r.period, &r.filters)
         .ok_or_else(|| ApiFailure::bad_request("a ward has no child units"))?;
     let child_level = query.level;
@@ -392,7 +409,7 @@ async fn children_handler(
     .into_iter()
     .map(|(code, name, rows)| ChildStats { code, name, rows })
     .collect();
-    Ok(Json(ChildrenResponse {
+    Ok(ChildrenResponse {
         level: r.level,
         code: r.code,
         name: r.name,
@@ -401,7 +418,7 @@ async fn children_handler(
         months: r.period.months().map(|m| m.to_string()).collect(),
         filters: r.filters,
         children,
-    }))
+    })
 }
 
 /// One month of a series.
@@ -426,9 +443,16 @@ async fn timeseries_handler(
     State(state): State<CollectorState>,
     params: Result<Query<StatsParams>, QueryRejection>,
 ) -> Result<Json<TimeseriesResponse>, ApiFailure> {
-    let mut params = query_params(params)?;
+    timeseries_of(&state, query_params(params)?).await.map(Json)
+}
+
+/// `GET /api/v1/stats/timeseries`, for the API and the pages alike.
+pub(crate) async fn timeseries_of(
+    state: &CollectorState,
+    mut params: StatsParams,
+) -> Result<TimeseriesResponse, ApiFailure> {
     params.period.get_or_insert_with(|| "12m".to_owned());
-    let r = resolve(&state, params)?;
+    let r = resolve(state, params)?;
     let cells = state
         .store
         .cells(stats::unit_query(
@@ -448,14 +472,14 @@ async fn timeseries_handler(
         row,
     })
     .collect();
-    Ok(Json(TimeseriesResponse {
+    Ok(TimeseriesResponse {
         level: r.level,
         code: r.code,
         name: r.name,
         period: r.period_text,
         filters: r.filters,
         points,
-    }))
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]

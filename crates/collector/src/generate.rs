@@ -438,10 +438,21 @@ impl Generator {
             6..=8 => ClientKind::Web,
             _ => ClientKind::Cli,
         };
+        let result_id =
+            Uuid::from_u128(u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()));
+        // A third of web tests came through a province's banner or poster
+        // (from the id's bits: the random sequence stays as it was).
+        let source =
+            (kind == ClientKind::Web && result_id.as_u128().is_multiple_of(3)).then(|| {
+                let medium = if result_id.as_u128().is_multiple_of(2) {
+                    "banner"
+                } else {
+                    "poster"
+                };
+                format!("so-{}.{medium}", &ward.code[..2])
+            });
         SubmitResult {
-            result_id: Uuid::from_u128(
-                u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()),
-            ),
+            result_id,
             device_id,
             measured_at_ms: started_at_ms,
             client: ClientInfo {
@@ -453,6 +464,7 @@ impl Generator {
             ward_code,
             metrics,
             receipt,
+            source,
         }
     }
 

@@ -25,6 +25,8 @@ pub enum CollectorError {
     TestPoint(#[from] ispeed_server::ServerError),
     #[error("cannot read listener address: {0}")]
     Listener(std::io::Error),
+    #[error("cannot load the embedded maps: {0}")]
+    Maps(#[from] ispeed_web::map::MapError),
 }
 
 /// Cheaply clonable handle on the collector.
@@ -35,6 +37,8 @@ pub struct Inner {
     pub config: CollectorConfig,
     pub store: Arc<dyn Store>,
     pub enricher: Enricher,
+    /// Display geometry of the provinces and wards, for the pages' maps.
+    pub maps: ispeed_web::map::Maps,
     verifier: RwLock<Arc<Verifier>>,
     device_key: [u8; 32],
 }
@@ -72,6 +76,9 @@ impl CollectorState {
                 .await
                 .map_err(|e| CollectorError::Store(StoreError::Open(e.to_string())))??
         };
+        let maps = tokio::task::spawn_blocking(ispeed_web::map::Maps::embedded)
+            .await
+            .map_err(|e| CollectorError::Store(StoreError::Open(e.to_string())))??;
         // The config file is authoritative: a key removed from it (say,
         // compromised) stops being trusted at the next start. The local test
         // point is registered again by `run` right after.
@@ -103,6 +110,7 @@ impl CollectorState {
             config,
             store,
             enricher,
+            maps,
             verifier: RwLock::new(Arc::new(verifier)),
             device_key,
         })))

@@ -7,7 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use ispeed_enrich::{truncate_ip, IspResolver, Units, WardIndex};
 use ispeed_proto::receipt::{decode_public_key, Receipt, ReceiptError, ReceiptPayload};
 use ispeed_proto::results::{
-    ClientMetrics, ImplausibleReason, PlaceSource, PublishedMetrics, ResultStatus, SubmitResult,
+    valid_source, ClientMetrics, ImplausibleReason, PlaceSource, PublishedMetrics, ResultStatus,
+    SubmitResult,
 };
 use ispeed_proto::{ErrorCode, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -332,6 +333,14 @@ pub fn build_record(
             ));
         }
     }
+    if let Some(source) = &submission.source {
+        if !valid_source(source) {
+            return Err(refuse(
+                ErrorCode::BadRequest,
+                "source (campaign tag) must be 1-64 characters without control characters or surrounding spaces",
+            ));
+        }
+    }
     let located = submission
         .location
         .and_then(|l| enricher.wards.locate(l.lat, l.lon));
@@ -381,6 +390,7 @@ pub fn build_record(
         status,
         reasons,
         receipt: redacted_payload(payload, client_ip),
+        source: submission.source.clone(),
     })
 }
 

@@ -354,6 +354,7 @@ fn serialised_responses_match_their_schemas() {
                 vec![ImplausibleReason::ReportMismatch]
             },
             counted: full,
+            source: Some("so-01.banner".to_owned()),
         };
         assert_valid(&doc, "StoredResult", &stored);
 
@@ -378,6 +379,7 @@ fn serialised_responses_match_their_schemas() {
                 ..Default::default()
             },
             receipt: "v1.a.b".into(),
+            source: None,
         };
         assert_valid(&doc, "SubmitResult", &submit);
     }

@@ -164,6 +164,23 @@ pub struct SubmitResult {
     pub metrics: ClientMetrics,
     /// The test point's compact receipt, verbatim.
     pub receipt: String,
+    /// Campaign tag of the banner, poster or partner page that brought the
+    /// test (`?src=` of the web page): 1–64 characters, no control characters.
+    /// Omitted when absent, so older submissions hash as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// Longest campaign tag, in characters.
+pub const MAX_SOURCE_CHARS: usize = 64;
+
+/// Whether a campaign tag is acceptable: 1–64 characters, none of them a
+/// control character, no surrounding whitespace.
+pub fn valid_source(source: &str) -> bool {
+    let count = source.chars().count();
+    (1..=MAX_SOURCE_CHARS).contains(&count)
+        && source.trim() == source
+        && !source.chars().any(char::is_control)
 }
 
 /// Whether a stored result counts toward statistics.
@@ -247,6 +264,9 @@ pub struct StoredResult {
     pub reasons: Vec<ImplausibleReason>,
     /// False when implausible or beyond the per-device daily cap.
     pub counted: bool,
+    /// The campaign tag submitted with the result.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// One test point a collector offers, in `GET /api/v1/test-points`.

@@ -98,6 +98,39 @@ pub struct Live {
     pub samples: Vec<LiveSample>,
     /// The most recent kernel view of the session's streams, if any.
     pub tcp: Option<TcpSummary>,
+    /// The reference transfer controller's advice for the direction named
+    /// by `?advise=`; `null` when not asked (§8.1).
+    #[serde(default)]
+    pub advice: Option<Advice>,
+}
+
+/// What the reference transfer controller (§11), run by the test point over
+/// its own samples, advises a client that does not run it itself (a browser).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Advice {
+    pub direction: Direction,
+    /// Streams that should be open now (grows 8 → 16 on the growth rule).
+    pub streams: u32,
+    /// `continue`, or why the direction should stop.
+    pub verdict: Verdict,
+    /// Rate over the last second of the direction's samples (Mbit/s), for display.
+    pub mbps: f64,
+    /// Microseconds of the direction's samples so far.
+    pub elapsed_us: u64,
+}
+
+/// The controller's verdict for a direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Keep going.
+    Continue,
+    /// The rate is stable: stop once loaded latency has settled (§11 step 3).
+    Stable,
+    /// The direction's time limit was reached.
+    MaxDuration,
+    /// Nothing moved for the stall time.
+    Stalled,
 }
 
 /// Figures from Linux `TCP_INFO`, summed or combined over a set of streams.

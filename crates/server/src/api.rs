@@ -10,12 +10,15 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use futures_util::{SinkExt, StreamExt};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use ispeed_proto::consts::{self, paths, MAX_STREAMS, PROTOCOL, SAMPLE_INTERVAL_MS};
@@ -51,18 +54,59 @@ pub fn app(state: AppState) -> Router {
         .route(paths::INFO, get(info))
         .route(paths::SESSIONS, post(create_session))
         .route("/v1/sessions/{id}/download", get(download))
-        .route("/v1/sessions/{id}/upload", post(upload))
+        .route("/v1/sessions/{id}/upload", post(upload).get(upload_ws))
         .route("/v1/sessions/{id}/ping", get(ping))
         .route("/v1/sessions/{id}/live", get(live))
         .route("/v1/sessions/{id}/finish", post(finish))
         .route(paths::HEALTHZ, get(healthz))
         .route(paths::METRICS, get(metrics))
+        .merge(crate::web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(consts::MAX_JSON_BODY_BYTES))
         .layer(middleware::from_fn(limit_headers))
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
+        .layer(middleware::from_fn(cors))
         .with_state(state)
+}
+
+/// Lets a page from any origin run a test here (§2.1): the test point holds
+/// no cookies or credentials, so every origin may read its answers. A
+/// preflight is answered before routing.
+async fn cors(request: Request, next: Next) -> Response {
+    let preflight = request.method() == axum::http::Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        response
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after"),
+    );
+    response
 }
 
 async fn not_found() -> ApiFailure {
@@ -282,11 +326,17 @@ async fn download(
     Path(id): Path<String>,
     query: Result<Query<StreamQuery>, QueryRejection>,
     Extension(conn): Extension<ConnInfo>,
+    websocket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiFailure> {
     stream_query(query)?;
     let session = state.session(&id)?;
     let guard = session.start_stream(Direction::Download, conn.socket.clone())?;
     let deadline = direction_deadline(&state, &session, Direction::Download);
+    // A request that is not a WebSocket upgrade gets the HTTP stream (§6.2).
+    if let Ok(upgrade) = websocket {
+        return Ok(configure(upgrade)
+            .on_upgrade(move |socket| download_ws(state, session, guard, deadline, socket)));
+    }
     let done = CancellationToken::new();
     // Closes the connection if the stream outlives its deadline or session
     // while the client is not reading (the body is then never polled).
@@ -470,6 +520,196 @@ async fn upload(
     Ok(Json(UploadReceived { received }))
 }
 
+/// Largest WebSocket message a client may send (§6.4); browsers send 1 MiB.
+const MAX_WS_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// WebSocket close codes (§6.4): 1000 for a normal end, else 4000 + the
+/// HTTP status of the error code, with the code as the reason.
+fn close_frame(failure: Option<&ApiFailure>) -> Message {
+    let (code, reason) = match failure {
+        None => (1000, "done".to_owned()),
+        Some(failure) => (
+            4000 + failure.code.http_status(),
+            failure.code.as_str().to_owned(),
+        ),
+    };
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+}
+
+/// Sends the close frame, waiting at most a second for a client that no longer reads.
+async fn close_ws(socket: &mut WebSocket, failure: Option<&ApiFailure>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close_frame(failure))).await;
+}
+
+/// A download stream over a WebSocket (§6.4): binary messages of
+/// `DOWNLOAD_CHUNK_BYTES` from the random pool, counted as in §7 (the
+/// connection was registered before the `101` answer went out). The socket
+/// is read as well: a client ends the stream with a close frame, and a
+/// browser that has closed keeps reading (and discarding) until the server
+/// closes too, which would count as delivered.
+async fn download_ws(
+    state: AppState,
+    session: Arc<Session>,
+    guard: StreamGuard,
+    deadline: tokio::time::Instant,
+    socket: WebSocket,
+) {
+    let (mut sink, mut incoming) = socket.split();
+    let mut index = 0u64;
+    let mut since_yield = 0u64;
+    let client_closed = |state: &AppState| {
+        state
+            .metrics
+            .streams_closed_by_client
+            .fetch_add(1, Ordering::Relaxed);
+    };
+    let failure = loop {
+        if session.cancel.is_cancelled() {
+            break session_ended(&state, &session);
+        }
+        let granted = session.take_budget(consts::DOWNLOAD_CHUNK_BYTES as u64);
+        if granted == 0 {
+            break None;
+        }
+        let chunk = state.payload.chunk(index, granted as usize);
+        index += 1;
+        guard.app_bytes.fetch_add(granted, Ordering::Relaxed);
+        state
+            .metrics
+            .bytes_download
+            .fetch_add(granted, Ordering::Relaxed);
+        let send = sink.send(Message::Binary(chunk));
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                sent = &mut send => {
+                    if sent.is_err() {
+                        client_closed(&state);
+                        return;
+                    }
+                    break;
+                }
+                message = incoming.next() => match message {
+                    // Anything but a close (a ping is answered by the library) is ignored.
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        client_closed(&state);
+                        return;
+                    }
+                    Some(Ok(_)) => {}
+                },
+                _ = session.cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        since_yield += granted;
+        if since_yield >= YIELD_EVERY_BYTES {
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
+        if session.cancel.is_cancelled() {
+            break session_ended(&state, &session);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break None;
+        }
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(close_frame(failure.as_ref())),
+    )
+    .await;
+    drop(guard);
+}
+
+/// Opens an upload stream over a WebSocket (§6.4): the client sends binary
+/// messages; `GET` without an upgrade is a bad request.
+async fn upload_ws(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+    Extension(conn): Extension<ConnInfo>,
+    websocket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiFailure> {
+    stream_query(query)?;
+    let Ok(upgrade) = websocket else {
+        return Err(ApiFailure::new(
+            ErrorCode::BadRequest,
+            "an upload over GET must be a WebSocket upgrade; otherwise POST the payload",
+        ));
+    };
+    let session = state.session(&id)?;
+    let guard = session.start_stream(Direction::Upload, conn.socket.clone())?;
+    let deadline = direction_deadline(&state, &session, Direction::Upload);
+    Ok(configure(upgrade)
+        .on_upgrade(move |socket| upload_ws_run(state, session, guard, deadline, socket)))
+}
+
+async fn upload_ws_run(
+    state: AppState,
+    session: Arc<Session>,
+    guard: StreamGuard,
+    deadline: tokio::time::Instant,
+    mut socket: WebSocket,
+) {
+    let mut since_yield = 0u64;
+    let failure = loop {
+        let message = tokio::select! {
+            message = socket.recv() => message,
+            _ = session.cancel.cancelled() => break session_ended(&state, &session),
+            _ = tokio::time::sleep_until(deadline) => break Some(ApiFailure::new(
+                ErrorCode::TimeExceeded,
+                "upload outlived its direction's time limit; the server stopped reading",
+            )),
+        };
+        let data = match message {
+            Some(Ok(Message::Binary(data))) => data,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                state
+                    .metrics
+                    .streams_closed_by_client
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Some(Ok(_)) => continue,
+        };
+        let len = data.len() as u64;
+        let granted = session.take_budget(len);
+        guard.app_bytes.fetch_add(granted, Ordering::Relaxed);
+        state
+            .metrics
+            .bytes_upload
+            .fetch_add(granted, Ordering::Relaxed);
+        if granted < len {
+            break Some(ApiFailure::new(
+                ErrorCode::BudgetExceeded,
+                "upload exceeded the session's byte budget; the server stopped reading",
+            ));
+        }
+        since_yield += granted;
+        if since_yield >= YIELD_EVERY_BYTES {
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
+    };
+    if failure.is_some() {
+        state
+            .metrics
+            .streams_cut_off
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    close_ws(&mut socket, failure.as_ref()).await;
+    drop(guard);
+}
+
 /// Why a session's streams were ended from the server's side: an error
 /// (shutdown, expiry), or `None` when the client finished the session.
 fn session_ended(state: &AppState, session: &Session) -> Option<ApiFailure> {
@@ -501,6 +741,8 @@ async fn ping(
 struct LiveQuery {
     #[serde(default)]
     after: Option<u64>,
+    #[serde(default)]
+    advise: Option<Direction>,
 }
 
 async fn live(
@@ -513,10 +755,17 @@ async fn live(
     let session = state.session(&id)?;
     session.record_control_rtt(conn.socket.as_deref().and_then(tcpinfo::read));
     let (samples, tcp) = session.live(query.after);
+    // The client's limit per direction: the default, within the test point's.
+    let max_us = (consts::DEFAULT_MAX_SECONDS * 1e6)
+        .min(state.config.max_per_direction.as_secs_f64() * 1e6) as u64;
+    let advice = query
+        .advise
+        .map(|direction| session.advise(direction, max_us));
     Ok(Json(Live {
         t_us: session.now_us(),
         samples,
         tcp,
+        advice,
     }))
 }
 

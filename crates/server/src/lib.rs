@@ -17,6 +17,7 @@ pub mod payload;
 pub mod session;
 pub mod state;
 pub mod tcpinfo;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;

@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ispeed_measure::throughput::{estimate, Series, TransferConfig};
+use ispeed_measure::throughput::{
+    estimate, Action, Series, StopReason, TransferConfig, TransferController,
+};
 use ispeed_proto::consts::MAX_STREAMS;
 use ispeed_proto::receipt::{Counting, DirectionReceipt, LatencyReceipt};
-use ispeed_proto::wire::{Direction, LiveSample, TcpSummary};
+use ispeed_proto::wire::{Advice, Direction, LiveSample, TcpSummary, Verdict};
 use ispeed_proto::ErrorCode;
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +58,19 @@ struct Inner {
     /// Kernel RTTs of the control connection: idle, loaded download, loaded upload.
     control_rtts: [Vec<u32>; 3],
     control_min_rtt: Option<u32>,
+    /// The reference controller per direction, for clients that ask for
+    /// advice (browsers); created at the first `live?advise=`.
+    advisors: [Option<Advisor>; 2],
+}
+
+/// The client's transfer controller (§11), run here over the same samples a
+/// client would feed it: `t` and bytes relative to the first sample in which
+/// the direction has an open stream.
+struct Advisor {
+    controller: TransferController,
+    start: Option<(u64, u64)>,
+    fed_seq: Option<u64>,
+    verdict: Verdict,
 }
 
 struct StreamState {
@@ -313,6 +328,63 @@ impl Session {
             .copied()
             .collect();
         (samples, inner.last_tcp)
+    }
+
+    /// Feeds the direction's advisor every sample it has not seen and returns
+    /// its advice. `max_duration_us` is the client's limit per direction.
+    pub fn advise(&self, direction: Direction, max_duration_us: u64) -> Advice {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let advisor = inner.advisors[direction as usize].get_or_insert_with(|| {
+            let config = TransferConfig {
+                max_duration_us,
+                ..TransferConfig::default()
+            };
+            Advisor {
+                controller: TransferController::new(config),
+                start: None,
+                fed_seq: None,
+                verdict: Verdict::Continue,
+            }
+        });
+        for sample in &inner.samples {
+            if advisor.fed_seq.is_some_and(|fed| sample.seq <= fed) {
+                continue;
+            }
+            advisor.fed_seq = Some(sample.seq);
+            let (bytes, streams) = match direction {
+                Direction::Download => (sample.down_bytes, sample.down_streams),
+                Direction::Upload => (sample.up_bytes, sample.up_streams),
+            };
+            if advisor.start.is_none() && streams > 0 {
+                advisor.start = Some((sample.t_us, bytes));
+            }
+            let Some((start_t, start_bytes)) = advisor.start else {
+                continue;
+            };
+            if advisor.verdict != Verdict::Continue {
+                continue;
+            }
+            let t = sample.t_us.saturating_sub(start_t);
+            advisor.verdict = match advisor
+                .controller
+                .on_sample(t, bytes.saturating_sub(start_bytes))
+            {
+                Action::Continue | Action::AddStreams(_) => Verdict::Continue,
+                Action::Stop(StopReason::Stable) => Verdict::Stable,
+                Action::Stop(StopReason::MaxDuration) => Verdict::MaxDuration,
+                Action::Stop(StopReason::Stalled) => Verdict::Stalled,
+            };
+        }
+        let series = advisor.controller.series();
+        let end = series.end_us();
+        Advice {
+            direction,
+            streams: advisor.controller.streams(),
+            verdict: advisor.verdict,
+            mbps: series.rate_bps(end.saturating_sub(1_000_000), end) / 1e6,
+            elapsed_us: end,
+        }
     }
 
     /// Active streams in both directions.

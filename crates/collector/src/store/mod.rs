@@ -52,6 +52,8 @@ pub struct NewResult {
     /// The receipt payload (JSON) with the client address truncated and
     /// without its signature: see [`crate::verify::redacted_payload`].
     pub receipt: String,
+    /// Campaign tag (`?src=`), validated by [`ispeed_proto::results::valid_source`].
+    pub source: Option<String>,
 }
 
 impl NewResult {
@@ -93,8 +95,19 @@ impl NewResult {
             status: self.status,
             reasons: self.reasons.clone(),
             counted,
+            source: self.source.clone(),
         }
     }
+}
+
+/// Results one campaign tag brought in a period.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceCount {
+    pub source: String,
+    /// Results stored with the tag.
+    pub results: u64,
+    /// Of those, the ones counted in the statistics.
+    pub counted: u64,
 }
 
 /// What happened to one submitted result.
@@ -210,4 +223,12 @@ pub trait Store: Send + Sync + 'static {
     /// The secret that keys device hashes, created on first use.
     async fn device_hash_key(&self) -> Result<[u8; 32], StoreError>;
     async fn result_count(&self) -> Result<u64, StoreError>;
+    /// Results per campaign tag whose test started in `[first_day, last_day]`
+    /// (ICT days), most first, at most `limit` tags.
+    async fn source_counts(
+        &self,
+        first_day: i32,
+        last_day: i32,
+        limit: u32,
+    ) -> Result<Vec<SourceCount>, StoreError>;
 }

@@ -23,8 +23,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    CellQuery, CountedValues, InsertOutcome, NewResult, RebuildReport, Store, StoreError,
-    StoredRow, TestPointRecord,
+    CellQuery, CountedValues, InsertOutcome, NewResult, RebuildReport, SourceCount, Store,
+    StoreError, StoredRow, TestPointRecord,
 };
 use crate::period::Month;
 use crate::rollup::{level_to_i64, Cell, CellKey, Contribution, Grain, ALL_ACCESS};
@@ -44,6 +44,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Code(add_aggregate_month_cells),
     // 3: stored receipts lose their signature and full client address.
     Migration::Code(redact_stored_receipts),
+    // 4: the campaign tag (`source`) of web results.
+    Migration::Sql(include_str!("../../migrations/sqlite/0004_source.sql")),
 ];
 /// Read-only connections kept for queries.
 const READERS: usize = 4;
@@ -894,9 +896,9 @@ fn insert_one(
             device_hash, client_kind, client_version, access, access_kind, test_point_id,
             session_id, ip_version, client_net, asn, isp, location, ward_chosen,
             province_code, ward_code, place_source, download_mbps, upload_mbps, latency_ms,
-            jitter_ms, ipv6_capable, client_metrics, status, reasons, counted, receipt)
+            jitter_ms, ipv6_capable, client_metrics, status, reasons, counted, receipt, source)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
     )
     .map_err(db_error)?
     .execute(params![
@@ -931,6 +933,7 @@ fn insert_one(
         json(&result.reasons),
         counted,
         result.receipt,
+        result.source,
     ])
     .map_err(db_error)?;
     if counted {
@@ -973,7 +976,7 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError
 const STORED_COLUMNS: &str = "result_id, received_at_ms, measured_at_ms, client_kind,
     client_version, access, test_point_id, ip_version, asn, isp, province_code, ward_code,
     place_source, download_mbps, upload_mbps, latency_ms, jitter_ms, ipv6_capable, status,
-    reasons, counted, device_hash, body_hash";
+    reasons, counted, device_hash, body_hash, source";
 
 fn stored_from_row(row: &Row<'_>, first: usize) -> Result<StoredRow, StoreError> {
     let get_str = |i: usize| -> Result<String, StoreError> { row.get(first + i).map_err(db_error) };
@@ -1011,6 +1014,7 @@ fn stored_from_row(row: &Row<'_>, first: usize) -> Result<StoredRow, StoreError>
         status,
         reasons,
         counted: row.get(first + 20).map_err(db_error)?,
+        source: row.get(first + 23).map_err(db_error)?,
     };
     let body_hash: Vec<u8> = row.get(first + 22).map_err(db_error)?;
     Ok(StoredRow {
@@ -1096,6 +1100,34 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(db_error)?
                 .transpose()
+        })
+        .await
+    }
+
+    async fn source_counts(
+        &self,
+        first_day: i32,
+        last_day: i32,
+        limit: u32,
+    ) -> Result<Vec<SourceCount>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT source, count(*), sum(counted) FROM results
+                     WHERE source IS NOT NULL AND day BETWEEN ?1 AND ?2
+                     GROUP BY source ORDER BY count(*) DESC, source LIMIT ?3",
+                )
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map(params![first_day, last_day, limit], |row| {
+                    Ok(SourceCount {
+                        source: row.get(0)?,
+                        results: row.get::<_, i64>(1)? as u64,
+                        counted: row.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
         })
         .await
     }
