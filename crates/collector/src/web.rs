@@ -1,7 +1,8 @@
 //! The pages `ispeed serve` shows a browser: the speed test (`/`, `/embed`),
 //! shareable results (`/r/{id}`), the dashboard (`/thong-ke`), province pages
 //! (`/tinh/{code}`), the methodology, the partner kit (`/nhung`: snippets,
-//! banners, QR codes) and campaign counts (`/api/v1/sources`).
+//! banners, QR codes), and the handler of campaign counts
+//! (`/api/v1/sources`, routed with the API in `api.rs`).
 //!
 //! Pages are rendered on the server from the same functions that answer the
 //! statistics API ([`crate::api::stats_of`] and siblings), so a map region
@@ -50,11 +51,6 @@ pub fn pages() -> Router<CollectorState> {
         .route("/banner/{file}", get(banner))
         .route("/qr.svg", get(qr_svg))
         .route("/qr.png", get(qr_png))
-}
-
-/// JSON routes that belong with the pages (described in `openapi.json`).
-pub fn api_routes() -> Router<CollectorState> {
-    Router::new().route("/api/v1/sources", get(sources))
 }
 
 // ---- request context ---------------------------------------------------------
@@ -1113,21 +1109,27 @@ fn unit_table(
     let median = |r: &Option<&StatsRow>| r.and_then(|r| metric.of(r).median);
     match sort {
         Some("samples") => rows.sort_by_key(|r| std::cmp::Reverse(r.2.map_or(0, |r| r.n))),
+        // Judged units first, ranked by median; then the insufficient ones
+        // (a median of a handful of samples is no rank); then units without data.
         _ => rows.sort_by(|a, b| {
-            let (x, y) = (median(&a.2), median(&b.2));
-            match (x, y) {
-                (Some(x), Some(y)) => {
-                    let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
-                    if metric.higher_is_better() {
-                        o.reverse()
-                    } else {
-                        o
+            let tier = |r: &Option<&StatsRow>| match r {
+                Some(r) if r.n > 0 && !insufficient(r) => 0,
+                Some(r) if r.n > 0 => 1,
+                _ => 2,
+            };
+            tier(&a.2)
+                .cmp(&tier(&b.2))
+                .then_with(|| match (median(&a.2), median(&b.2)) {
+                    (Some(x), Some(y)) => {
+                        let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+                        if metric.higher_is_better() {
+                            o.reverse()
+                        } else {
+                            o
+                        }
                     }
-                }
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => a.1.cmp(b.1),
-            }
+                    _ => a.1.cmp(b.1),
+                })
         }),
     }
     let title = match level {
@@ -1189,10 +1191,11 @@ fn unit_table(
         };
         let _ = write!(
             html,
-            "<tr class=\"{}\" data-code=\"{}\" data-n=\"{n}\" data-median=\"{}\"><td class=\"name\">{name_cell}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            "<tr class=\"{}\" data-code=\"{}\" data-n=\"{n}\" data-median=\"{}\" data-judged=\"{}\"><td class=\"name\">{name_cell}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             classes.join(" "),
             escape(code),
             s.and_then(|s| s.median).map_or_else(String::new, |m| format!("{m:.1}")),
+            row.is_some_and(|r| r.n > 0 && !insufficient(r)),
             flag_badges(t, flags),
             escape(&fmt_opt(lang, s.and_then(|s| s.median))),
             escape(&s.map_or_else(|| "—".into(), |s| ci_text(lang, s))),
@@ -1474,7 +1477,7 @@ async fn qr_png(RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
 // ---- campaign counts API ----------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
-struct SourcesParams {
+pub(crate) struct SourcesParams {
     period: Option<String>,
 }
 
@@ -1486,7 +1489,7 @@ pub struct SourcesResponse {
     pub sources: Vec<crate::store::SourceCount>,
 }
 
-async fn sources(
+pub(crate) async fn sources(
     State(state): State<CollectorState>,
     params: Result<axum::extract::Query<SourcesParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SourcesResponse>, ApiFailure> {
