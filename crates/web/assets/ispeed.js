@@ -493,6 +493,7 @@
     setField("rpm", fmt(r.rpm, 0));
     setField("ipv6", r.ipv6_capable === true ? T.yes : r.ipv6_capable === false ? T.no : T.unknown);
     setField("test_point", point.name || point.id || location.host);
+    setGauge(down || 0);
     $("result").hidden = false;
   }
 

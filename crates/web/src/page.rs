@@ -273,7 +273,7 @@ pub fn test_page(lang: Lang, page: &TestPage<'_>) -> String {
          <button id=\"copy\" type=\"button\" class=\"link\">{copy}</button></p>\n\
          <p class=\"small\">{server}</p>\n</section>\n",
         result = escape(t.result_title),
-        figures = result_figures(t),
+        figures = result_figures(t, page.submit_url.is_some()),
         share = escape(t.share),
         copy = escape(t.copy_link),
         server = escape(t.measured_by_server),
@@ -296,7 +296,8 @@ pub fn test_page(lang: Lang, page: &TestPage<'_>) -> String {
 }
 
 /// The figures of the result card; the script fills `data-field` elements.
-fn result_figures(t: &Text) -> String {
+/// ISP and ward come from the collector, so a bare test point leaves them out.
+fn result_figures(t: &Text, with_collector: bool) -> String {
     let rows = [
         ("download", t.download, t.mbps),
         ("upload", t.upload, t.mbps),
@@ -312,6 +313,9 @@ fn result_figures(t: &Text) -> String {
     ];
     let mut html = String::new();
     for (field, label, unit) in rows {
+        if !with_collector && matches!(field, "isp" | "ward") {
+            continue;
+        }
         let _ = writeln!(
             html,
             "<div class=\"fig fig-{field}\"><dt>{}</dt><dd><span data-field=\"{field}\">—</span> <small>{}</small></dd></div>",
