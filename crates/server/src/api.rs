@@ -330,13 +330,15 @@ async fn download(
 ) -> Result<Response, ApiFailure> {
     stream_query(query)?;
     let session = state.session(&id)?;
+    // A WebSocket stream registers when the client starts it (§6.4); a
+    // request that is not an upgrade gets the HTTP stream (§6.2).
+    if let Ok(upgrade) = websocket {
+        let socket_fd = conn.socket.clone();
+        return Ok(configure(upgrade)
+            .on_upgrade(move |socket| download_ws(state, session, socket_fd, socket)));
+    }
     let guard = session.start_stream(Direction::Download, conn.socket.clone())?;
     let deadline = direction_deadline(&state, &session, Direction::Download);
-    // A request that is not a WebSocket upgrade gets the HTTP stream (§6.2).
-    if let Ok(upgrade) = websocket {
-        return Ok(configure(upgrade)
-            .on_upgrade(move |socket| download_ws(state, session, guard, deadline, socket)));
-    }
     let done = CancellationToken::new();
     // Closes the connection if the stream outlives its deadline or session
     // while the client is not reading (the body is then never polled).
@@ -550,19 +552,60 @@ async fn close_ws(socket: &mut WebSocket, failure: Option<&ApiFailure>) {
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close_frame(failure))).await;
 }
 
-/// A download stream over a WebSocket (§6.4): binary messages of
-/// `DOWNLOAD_CHUNK_BYTES` from the random pool, counted as in §7 (the
-/// connection was registered before the `101` answer went out). The socket
-/// is read as well: a client ends the stream with a close frame, and a
-/// browser that has closed keeps reading (and discarding) until the server
-/// closes too, which would count as delivered.
+/// Waits for the client's start message (§6.4), then registers the stream:
+/// a browser opens its WebSockets one at a time (one handshake in flight
+/// per host), so streams that started on open would start staggered behind
+/// a filling queue and never get their share. The counting base is read
+/// here, after the handshake and the start message.
+async fn start_ws_stream(
+    state: &AppState,
+    session: &Arc<Session>,
+    direction: Direction,
+    socket_fd: Option<Arc<OwnedFd>>,
+    socket: &mut WebSocket,
+) -> Result<(StreamGuard, tokio::time::Instant), Option<ApiFailure>> {
+    let expiry = tokio::time::Instant::from_std(session.expires);
+    loop {
+        tokio::select! {
+            message = socket.recv() => match message {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Err(None),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(_)) => break,
+            },
+            _ = session.cancel.cancelled() => return Err(session_ended(state, session)),
+            _ = tokio::time::sleep_until(expiry) => return Err(Some(ApiFailure::new(
+                ErrorCode::SessionExpired,
+                "the session expired before the stream started",
+            ))),
+        }
+    }
+    let guard = session.start_stream(direction, socket_fd).map_err(Some)?;
+    Ok((guard, direction_deadline(state, session, direction)))
+}
+
+/// A download stream over a WebSocket (§6.4): once started, binary messages
+/// of `DOWNLOAD_CHUNK_BYTES` from the random pool, counted as in §7. The
+/// socket is read as well: a client ends the stream with a close frame
+/// (answered), and a browser that has closed keeps reading and discarding
+/// until the server closes too, which would count as delivered.
 async fn download_ws(
     state: AppState,
     session: Arc<Session>,
-    guard: StreamGuard,
-    deadline: tokio::time::Instant,
-    socket: WebSocket,
+    socket_fd: Option<Arc<OwnedFd>>,
+    mut socket: WebSocket,
 ) {
+    let (guard, deadline) = match start_ws_stream(
+        &state,
+        &session,
+        Direction::Download,
+        socket_fd,
+        &mut socket,
+    )
+    .await
+    {
+        Ok(started) => started,
+        Err(failure) => return end_unstarted(socket, failure).await,
+    };
     let (mut sink, mut incoming) = socket.split();
     let mut index = 0u64;
     let mut since_yield = 0u64;
@@ -602,6 +645,8 @@ async fn download_ws(
                     // Anything but a close (a ping is answered by the library) is ignored.
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                         client_closed(&state);
+                        // Sends the library's reply to the close: a clean close.
+                        let _ = tokio::time::timeout(Duration::from_millis(500), sink.flush()).await;
                         return;
                     }
                     Some(Ok(_)) => {}
@@ -647,19 +692,35 @@ async fn upload_ws(
         ));
     };
     let session = state.session(&id)?;
-    let guard = session.start_stream(Direction::Upload, conn.socket.clone())?;
-    let deadline = direction_deadline(&state, &session, Direction::Upload);
+    let socket_fd = conn.socket.clone();
     Ok(configure(upgrade)
-        .on_upgrade(move |socket| upload_ws_run(state, session, guard, deadline, socket)))
+        .on_upgrade(move |socket| upload_ws_run(state, session, socket_fd, socket)))
 }
 
+/// Ends a WebSocket stream that never started: the typed close, or (the
+/// client went away) just the reply to its close.
+async fn end_unstarted(mut socket: WebSocket, failure: Option<ApiFailure>) {
+    match failure {
+        Some(failure) => close_ws(&mut socket, Some(&failure)).await,
+        None => {
+            let _ = tokio::time::timeout(Duration::from_millis(500), socket.flush()).await;
+        }
+    }
+}
+
+/// An upload stream over a WebSocket (§6.4): once started, every binary
+/// message is payload.
 async fn upload_ws_run(
     state: AppState,
     session: Arc<Session>,
-    guard: StreamGuard,
-    deadline: tokio::time::Instant,
+    socket_fd: Option<Arc<OwnedFd>>,
     mut socket: WebSocket,
 ) {
+    let (guard, deadline) =
+        match start_ws_stream(&state, &session, Direction::Upload, socket_fd, &mut socket).await {
+            Ok(started) => started,
+            Err(failure) => return end_unstarted(socket, failure).await,
+        };
     let mut since_yield = 0u64;
     let failure = loop {
         let message = tokio::select! {
@@ -677,6 +738,8 @@ async fn upload_ws_run(
                     .metrics
                     .streams_closed_by_client
                     .fetch_add(1, Ordering::Relaxed);
+                // Sends the library's reply to the close: a clean close.
+                let _ = tokio::time::timeout(Duration::from_millis(500), socket.flush()).await;
                 return;
             }
             Some(Ok(_)) => continue,

@@ -46,6 +46,15 @@ async fn websocket_download_is_counted_and_ends_when_the_client_closes() {
     let (mut control, id) = session(&tp).await;
     let url = format!("ws://{}/v1/sessions/{id}/download?stream=0", tp.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // Open but not started: registered with nothing, counting nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = live(&mut control, &id, "download").await;
+    assert!(idle
+        .samples
+        .iter()
+        .all(|s| s.down_streams == 0 && s.down_bytes == 0));
+    assert_eq!(idle.advice.unwrap().elapsed_us, 0);
+    ws.send(Message::Text("start".into())).await.unwrap();
     let mut received = 0usize;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(800) {
@@ -67,8 +76,17 @@ async fn websocket_download_is_counted_and_ends_when_the_client_closes() {
 
     // A browser's close: the server must stop sending at once (a browser
     // keeps discarding data until the server closes too, which would count
-    // as delivered and overlap the next phase).
+    // as delivered and overlap the next phase) and answer the close.
     ws.close(None).await.unwrap();
+    let mut answered = false;
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+        match message {
+            Ok(Message::Close(_)) => answered = true,
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    assert!(answered, "the server answers the client's close frame");
     let closed_at = Instant::now();
     loop {
         let after = live(&mut control, &id, "download").await;
@@ -99,6 +117,23 @@ async fn websocket_upload_is_counted_by_the_server() {
     let (mut control, id) = session(&tp).await;
     let url = format!("ws://{}/v1/sessions/{id}/upload?stream=0", tp.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::Text("start".into())).await.unwrap();
+    // Bytes that reach the kernel before the stream is registered are not
+    // counted (the base is read at registration): wait for it here, so the
+    // count below must be exact.
+    let registered = Instant::now();
+    while live(&mut control, &id, "upload")
+        .await
+        .samples
+        .last()
+        .is_none_or(|s| s.up_streams == 0)
+    {
+        assert!(
+            registered.elapsed() < Duration::from_secs(2),
+            "never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let payload: Vec<u8> = (0..1 << 20)
         .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();

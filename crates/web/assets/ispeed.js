@@ -217,7 +217,6 @@
       var stableAt = null;
       var after = null;
       var done = false;
-      var streamErrors = 0;
       var pumpTimer = null;
       var hardLimitMs = (st.maxSeconds + 2) * 1000;
 
@@ -228,32 +227,54 @@
         if (direction === "upload") streams.forEach(function (s) { queued += s.ws.bufferedAmount || 0; });
         return Math.max(0, clientBytes - queued);
       }
+      // A stream starts when this page sends it a first message (§6.4). The
+      // browser opens WebSockets one handshake at a time, so the initial
+      // ones are started together once all are open (or after 2 s), and
+      // share the link from the same moment as the CLI's streams do.
+      var go = false;
+      function begin(s) {
+        if (s.started || !s.open) return;
+        s.started = true;
+        s.ws.send("start");
+      }
+      function beginAll() {
+        if (go || done) return;
+        go = true;
+        streams.forEach(begin);
+        if (direction === "upload") pump();
+      }
+      setTimeout(beginAll, 2000);
       function openStream() {
         var k = streams.length;
         var ws = new WebSocket(wsUrl(st.sessionPath) + "/" + direction + "?stream=" + k);
         ws.binaryType = "arraybuffer";
-        var s = { ws: ws, offset: (k * 257 * 1024) % (4 << 20), open: false };
-        ws.onopen = function () { s.open = true; };
+        var s = { ws: ws, offset: (k * 257 * 1024) % (4 << 20), open: false, started: false };
+        ws.onopen = function () {
+          s.open = true;
+          if (go) begin(s);
+          else if (streams.every(function (x) { return x.open; })) beginAll();
+        };
         ws.onmessage = function (m) { clientBytes += m.data.byteLength; };
         ws.onclose = function () { s.open = false; s.closed = true; };
-        ws.onerror = function () { streamErrors++; };
         streams.push(s);
       }
       var lastMbps = 0;
       function pump() {
         if (done) return;
         var pool = uploadPool();
-        // Keep about 50 ms of data queued per stream at the current rate (at
-        // least one message): enough to bridge timer ticks, little enough
-        // that a slow link drains it soon after the phase stops.
-        var queue = Math.min(UPLOAD_QUEUE, Math.max(UPLOAD_MESSAGE, lastMbps * 1e6 / 8 * 0.05 / Math.max(1, streams.length)));
+        // Keep about 50 ms of data queued per stream at the current rate
+        // (at least 64 KiB, at most 4 MiB), in messages no larger than the
+        // queue: enough to bridge timer ticks, little enough that a slow
+        // link drains it soon after the phase stops.
+        var queue = Math.min(UPLOAD_QUEUE, Math.max(64 << 10, lastMbps * 1e6 / 8 * 0.05 / Math.max(1, streams.length)));
+        var size = Math.min(UPLOAD_MESSAGE, Math.max(16 << 10, Math.floor(queue / 2)));
         streams.forEach(function (s) {
-          if (!s.open) return;
+          if (!s.started) return;
           while (s.ws.bufferedAmount < queue) {
-            if (s.offset + UPLOAD_MESSAGE > pool.length) s.offset = 0;
-            s.ws.send(pool.subarray(s.offset, s.offset + UPLOAD_MESSAGE));
-            s.offset += UPLOAD_MESSAGE;
-            clientBytes += UPLOAD_MESSAGE;
+            if (s.offset + size > pool.length) s.offset = 0;
+            s.ws.send(pool.subarray(s.offset, s.offset + size));
+            s.offset += size;
+            clientBytes += size;
           }
         });
         pumpTimer = setTimeout(pump, 1);
@@ -292,7 +313,6 @@
         });
       }
       for (var i = 0; i < 8; i++) openStream();
-      if (direction === "upload") pump();
 
       function poll() {
         if (done) return;

@@ -261,9 +261,6 @@ pub fn test_page(lang: Lang, page: &TestPage<'_>) -> String {
         mbps = escape(t.mbps),
         start = escape(t.start),
     );
-    if page.submit_url.is_some() {
-        html.push_str(&details_form(t, page));
-    }
     let _ = write!(
         html,
         "<section id=\"result\" class=\"card result\" hidden aria-labelledby=\"result-title\">\n\
@@ -278,6 +275,20 @@ pub fn test_page(lang: Lang, page: &TestPage<'_>) -> String {
         copy = escape(t.copy_link),
         server = escape(t.measured_by_server),
     );
+    // The form comes after the card, so a result shows right under the
+    // gauge; in an iframe it folds away.
+    if page.submit_url.is_some() {
+        if page.compact {
+            let _ = write!(
+                html,
+                "<details class=\"more\"><summary>{}</summary>\n{}</details>\n",
+                escape(t.about_you),
+                details_form(t, page)
+            );
+        } else {
+            html.push_str(&details_form(t, page));
+        }
+    }
     if page.compact {
         let _ = writeln!(
             html,
