@@ -126,8 +126,17 @@ impl Ctx {
         );
         html_response(status, &self.headers, self.lang, framing, body)
     }
-    /// `http://host` of this request, for snippets meant for other sites.
+    /// `scheme://host` of this request, for snippets meant for other sites
+    /// (`https` behind a proxy that says so in `X-Forwarded-Proto`).
     fn origin(&self) -> String {
+        let scheme = match self
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|h| h.to_str().ok())
+        {
+            Some("https") => "https",
+            _ => "http",
+        };
         let host = self
             .headers
             .get(header::HOST)
@@ -137,7 +146,7 @@ impl Ctx {
                     .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
             })
             .unwrap_or("localhost");
-        format!("http://{host}")
+        format!("{scheme}://{host}")
     }
 }
 
@@ -1196,7 +1205,16 @@ fn unit_table(
             escape(code),
             s.and_then(|s| s.median).map_or_else(String::new, |m| format!("{m:.1}")),
             row.is_some_and(|r| r.n > 0 && !insufficient(r)),
-            flag_badges(t, flags),
+            // An insufficient ward is below quota too; one badge says it
+            // (the missing column gives the number).
+            flag_badges(
+                t,
+                if flags.contains(&Flag::Insufficient) {
+                    &[Flag::Insufficient]
+                } else {
+                    flags
+                }
+            ),
             escape(&fmt_opt(lang, s.and_then(|s| s.median))),
             escape(&s.map_or_else(|| "—".into(), |s| ci_text(lang, s))),
             fmt_count(lang, n),
@@ -1433,7 +1451,10 @@ async fn banner(
             title: t.banner_title.into(),
             subtitle: t.banner_subtitle.into(),
             call_to_action: t.banner_cta.into(),
-            site: ctx.origin().trim_start_matches("http://").to_owned(),
+            site: ctx
+                .origin()
+                .split_once("://")
+                .map_or_else(String::new, |(_, host)| host.to_owned()),
         },
     );
     let mut response = compressed(&ctx.headers, "image/svg+xml", svg.into_bytes());

@@ -630,30 +630,30 @@ async fn download_ws(
             .metrics
             .bytes_download
             .fetch_add(granted, Ordering::Relaxed);
-        let send = sink.send(Message::Binary(chunk));
-        tokio::pin!(send);
-        loop {
-            tokio::select! {
-                sent = &mut send => {
-                    if sent.is_err() {
-                        client_closed(&state);
-                        return;
-                    }
-                    break;
+        let closed_by_client = {
+            let send = sink.send(Message::Binary(chunk));
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    sent = &mut send => break sent.is_err(),
+                    message = incoming.next() => match message {
+                        // Anything but a close (a ping is answered by the library) is ignored.
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break true,
+                        Some(Ok(_)) => {}
+                    },
+                    _ = session.cancel.cancelled() => break false,
+                    _ = tokio::time::sleep_until(deadline) => break false,
                 }
-                message = incoming.next() => match message {
-                    // Anything but a close (a ping is answered by the library) is ignored.
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                        client_closed(&state);
-                        // Sends the library's reply to the close: a clean close.
-                        let _ = tokio::time::timeout(Duration::from_millis(500), sink.flush()).await;
-                        return;
-                    }
-                    Some(Ok(_)) => {}
-                },
-                _ = session.cancel.cancelled() => break,
-                _ = tokio::time::sleep_until(deadline) => break,
             }
+        };
+        if closed_by_client {
+            client_closed(&state);
+            // The stream ends now, where the client stopped; then the
+            // library's reply to a close frame goes out (a clean close),
+            // after whatever it had buffered, uncounted.
+            drop(guard);
+            let _ = tokio::time::timeout(Duration::from_millis(500), sink.flush()).await;
+            return;
         }
         since_yield += granted;
         if since_yield >= YIELD_EVERY_BYTES {
@@ -738,7 +738,8 @@ async fn upload_ws_run(
                     .metrics
                     .streams_closed_by_client
                     .fetch_add(1, Ordering::Relaxed);
-                // Sends the library's reply to the close: a clean close.
+                // The stream ends now; then the reply to the close goes out.
+                drop(guard);
                 let _ = tokio::time::timeout(Duration::from_millis(500), socket.flush()).await;
                 return;
             }

@@ -416,7 +416,9 @@
     locate.addEventListener("click", function () {
       if (!navigator.geolocation) { $("locate-status").textContent = T.locationDenied; return; }
       navigator.geolocation.getCurrentPosition(function (pos) {
-        place.location = { lat: pos.coords.latitude, lon: pos.coords.longitude, accuracy_m: pos.coords.accuracy, source: "gps" };
+        // The API does not say how it located; a fix within 100 m is satellite-grade.
+        var source = pos.coords.accuracy <= 100 ? "gps" : "network";
+        place.location = { lat: pos.coords.latitude, lon: pos.coords.longitude, accuracy_m: pos.coords.accuracy, source: source };
         $("locate-status").textContent = T.locationOk;
       }, function () {
         $("locate-status").textContent = T.locationDenied;
