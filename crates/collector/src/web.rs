@@ -5,7 +5,7 @@
 //! (`/api/v1/sources`, routed with the API in `api.rs`).
 //!
 //! Pages are rendered on the server from the same functions that answer the
-//! statistics API ([`crate::api::stats_of`] and siblings), so a map region
+//! statistics API (`api::stats_of` and siblings), so a map region
 //! and its API row cannot disagree. Rendering itself is `ispeed_web`'s; this
 //! module only gathers numbers and picks words. Bad input gets an HTML
 //! 400/404 page, never a 500.

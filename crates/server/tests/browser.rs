@@ -44,7 +44,7 @@ async fn live(control: &mut Connection, id: &str, advise: &str) -> Live {
 async fn websocket_download_is_counted_and_ends_when_the_client_closes() {
     let tp = common::start(RawConfig::default()).await;
     let (mut control, id) = session(&tp).await;
-    let url = format!("ws://{}/v1/sessions/{id}/download?stream=0", tp.addr);
+    let url = format!("{}/v1/sessions/{id}/download?stream=0", ws_base(&tp));
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     // Open but not started: registered with nothing, counting nothing.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -108,14 +108,14 @@ async fn websocket_download_is_counted_and_ends_when_the_client_closes() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let later = live(&mut control, &id, "download").await;
     assert!(later.samples.last().unwrap().down_bytes == bytes || later.samples.is_empty());
-    tp.shutdown.cancel();
+    stop(tp).await;
 }
 
 #[tokio::test]
 async fn websocket_upload_is_counted_by_the_server() {
     let tp = common::start(RawConfig::default()).await;
     let (mut control, id) = session(&tp).await;
-    let url = format!("ws://{}/v1/sessions/{id}/upload?stream=0", tp.addr);
+    let url = format!("{}/v1/sessions/{id}/upload?stream=0", ws_base(&tp));
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     ws.send(Message::Text("start".into())).await.unwrap();
     // Bytes that reach the kernel before the stream is registered are not
@@ -156,7 +156,7 @@ async fn websocket_upload_is_counted_by_the_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ws.close(None).await.unwrap();
-    tp.shutdown.cancel();
+    stop(tp).await;
 }
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn websocket_streams_get_typed_errors_before_the_upgrade() {
     let response = reqwest_like_get(&tp, "/v1/sessions/x/upload").await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("bad_request"));
-    tp.shutdown.cancel();
+    stop(tp).await;
 }
 
 #[tokio::test]
@@ -215,7 +215,18 @@ async fn cors_lets_any_origin_run_a_test_and_the_test_page_is_served() {
     assert!(asset.starts_with("HTTP/1.1 200"));
     assert!(asset.contains("immutable"));
     assert!(asset.contains("runTest"));
+    stop(tp).await;
+}
+
+/// Shuts the test point down and waits for it.
+async fn stop(tp: common::TestPoint) {
     tp.shutdown.cancel();
+    tp.task.await.unwrap();
+}
+
+/// `ws://` of the test point.
+fn ws_base(tp: &common::TestPoint) -> String {
+    tp.url.replacen("http://", "ws://", 1)
 }
 
 async fn reqwest_like_get(tp: &common::TestPoint, path: &str) -> String {

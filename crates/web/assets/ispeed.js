@@ -573,6 +573,11 @@
         window.ispeedState = { status: "submitted", result: result, stored: stored };
         $("result-status").textContent = stored.counted ? T.saved : T.notCounted;
         setField("isp", stored.isp || T.unknown);
+        // The record names the ISP by id; the collector lists the display names.
+        request(cfg.submitUrl.replace(/results$/, "isps")).then(function (body) {
+          var isp = (body.isps || []).filter(function (i) { return i.id === stored.isp; })[0];
+          if (isp) setField("isp", isp.name);
+        }, function () { /* the id stays */ });
         if (stored.ward_code && place.wards) {
           var name = Object.keys(place.wards).filter(function (n) { return place.wards[n] === stored.ward_code; })[0];
           setField("ward", name || stored.ward_code);
