@@ -392,6 +392,9 @@ async fn migration_2_derives_the_aggregate_cells_of_an_older_store() {
         .execute("DELETE FROM cells WHERE access = 'all'", [])
         .unwrap();
     assert!(removed > 100);
+    // … and before migration 4's campaign tag.
+    db.execute_batch("DROP INDEX results_source_day; ALTER TABLE results DROP COLUMN source;")
+        .unwrap();
     db.pragma_update(None, "user_version", 1).unwrap();
     drop(db);
 

@@ -394,7 +394,13 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = connection.transaction().map_err(db_error)?;
+        // IMMEDIATE: the write lock is taken (waiting on busy_timeout) before
+        // the first read; a deferred transaction that read first could not
+        // wait for a writer still closing (a previous process's last
+        // checkpoint) and would fail at once with SQLITE_BUSY.
+        let tx = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_error)?;
         match migration {
             Migration::Sql(sql) => tx.execute_batch(sql).map_err(db_error)?,
             Migration::Code(run) => run(&tx)?,
