@@ -22,8 +22,9 @@ use ispeed_proto::ErrorCode;
 use ispeed_server::web::{choose_lang, compressed, html_response, Framing};
 use ispeed_web::banner::{banner_svg, BannerSize, BannerText};
 use ispeed_web::chart::{trend_chart, ChartText, TrendPoint};
+use ispeed_web::escape;
 use ispeed_web::i18n::{Lang, Text};
-use ispeed_web::map::{choropleth, escape, Fill, MapText, Region, Scale};
+use ispeed_web::map::{choropleth, Fill, MapText, Region, Scale};
 use ispeed_web::page::{self, Frame, Nav, ProvinceChoice, TestPage, TestPointChoice};
 use serde::{Deserialize, Serialize};
 
@@ -334,6 +335,15 @@ impl Metric {
     }
     fn higher_is_better(self) -> bool {
         self != Metric::Latency
+    }
+    /// Orders two medians best first (highest rate, lowest latency).
+    fn best_first(self, x: f64, y: f64) -> std::cmp::Ordering {
+        let order = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+        if self.higher_is_better() {
+            order.reverse()
+        } else {
+            order
+        }
     }
     fn of(self, row: &StatsRow) -> &Summary {
         match self {
@@ -939,15 +949,9 @@ fn isp_table(ctx: &Ctx, state: &CollectorState, rows: &[StatsRow], metric: Metri
     // Judged ISPs first, ranked by median; insufficient ones after, unranked.
     isps.sort_by(|a, b| {
         let key = |r: &StatsRow| metric.of(r).median.unwrap_or(f64::NAN);
-        insufficient(a).cmp(&insufficient(b)).then_with(|| {
-            let (x, y) = (key(a), key(b));
-            let order = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
-            if metric.higher_is_better() {
-                order.reverse()
-            } else {
-                order
-            }
-        })
+        insufficient(a)
+            .cmp(&insufficient(b))
+            .then_with(|| metric.best_first(key(a), key(b)))
     });
     let mut html = format!(
         "<div class=\"table-wrap\"><table class=\"data\" id=\"isp-table\"><caption class=\"sr-only\">{}</caption><thead><tr>\
@@ -1129,14 +1133,7 @@ fn unit_table(
             tier(&a.2)
                 .cmp(&tier(&b.2))
                 .then_with(|| match (median(&a.2), median(&b.2)) {
-                    (Some(x), Some(y)) => {
-                        let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
-                        if metric.higher_is_better() {
-                            o.reverse()
-                        } else {
-                            o
-                        }
-                    }
+                    (Some(x), Some(y)) => metric.best_first(x, y),
                     _ => a.1.cmp(b.1),
                 })
         }),

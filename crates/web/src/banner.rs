@@ -118,7 +118,7 @@ pub fn banner_svg(size: BannerSize, text: &BannerText) -> String {
          <stop offset=\"0\" stop-color=\"{BG_DARK}\"/><stop offset=\"1\" stop-color=\"{BG_LIGHT}\"/>\
          </linearGradient></defs>\
          <rect width=\"{w}\" height=\"{h}\" fill=\"url(#isb-bg-{slug})\"/>",
-        label = esc(&label),
+        label = crate::escape(&label),
     );
     s.push_str(&decor(wf, hf));
 
@@ -358,7 +358,7 @@ fn text_el(s: &mut String, x: f64, y: f64, px: f64, bold: bool, fill: &str, anch
         s,
         "<text x=\"{x:.1}\" y=\"{y:.1}\" font-size=\"{px}\"{weight} fill=\"{fill}\" \
          text-anchor=\"{anchor}\">{}</text>",
-        esc(t)
+        crate::escape(t)
     );
 }
 
@@ -750,25 +750,10 @@ fn stacked(s: &mut String, t: &BannerText, w: f64, h: f64, p: &Stack) {
     }
 }
 
-/// Escapes text for SVG content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::assert_balanced;
 
     fn vi() -> BannerText {
         BannerText {
@@ -777,28 +762,6 @@ mod tests {
             call_to_action: "Đo ngay".into(),
             site: "speedtest.example.vn".into(),
         }
-    }
-
-    /// Checks that every tag is closed in order, ignoring attribute
-    /// contents; good enough for generated markup.
-    fn assert_balanced(svg: &str) {
-        let mut stack: Vec<&str> = Vec::new();
-        let mut rest = svg;
-        while let Some(open) = rest.find('<') {
-            let close = rest[open..].find('>').expect("unclosed tag") + open;
-            let tag = &rest[open + 1..close];
-            assert!(!tag.contains('<'), "stray < in {tag}");
-            if let Some(name) = tag.strip_prefix('/') {
-                assert_eq!(stack.pop(), Some(name), "mismatched </{name}>");
-            } else if !tag.ends_with('/') {
-                stack.push(tag.split_whitespace().next().unwrap());
-            }
-            let between = &rest[close + 1..];
-            let next = between.find('<').unwrap_or(between.len());
-            assert!(!between[..next].contains('>'), "stray >");
-            rest = between;
-        }
-        assert!(stack.is_empty(), "unclosed {stack:?}");
     }
 
     fn root_attr<'a>(svg: &'a str, name: &str) -> &'a str {

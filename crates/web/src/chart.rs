@@ -84,14 +84,14 @@ pub fn trend_chart(points: &[TrendPoint], text: &ChartText) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"100%\" \
          role=\"img\" aria-label=\"{}\" font-family=\"{FONT}\" class=\"trend-chart\">\
          <title>{}</title>",
-        esc(&text.aria_label),
-        esc(&text.title),
+        crate::escape(&text.aria_label),
+        crate::escape(&text.title),
     );
     let title_px = fit_font(&text.title, 14.0, 11.0, RIGHT - 8.0);
     let _ = write!(
         s,
         "<text x=\"8\" y=\"18\" font-size=\"{title_px}\" font-weight=\"600\" fill=\"{INK}\">{}</text>",
-        esc(&text.title)
+        crate::escape(&text.title)
     );
 
     // Y scale.
@@ -122,7 +122,7 @@ pub fn trend_chart(points: &[TrendPoint], text: &ChartText) -> String {
         let _ = write!(
             s,
             "<text x=\"8\" y=\"35\" font-size=\"11\" fill=\"{MUTED}\">{}</text>",
-            esc(&text.unit)
+            crate::escape(&text.unit)
         );
     }
     if has_data
@@ -141,7 +141,7 @@ pub fn trend_chart(points: &[TrendPoint], text: &ChartText) -> String {
              font-size=\"11\" fill=\"{MUTED}\" text-anchor=\"end\">{}</text></g>",
             x + 22.0,
             x + 11.0,
-            esc(&text.insufficient)
+            crate::escape(&text.insufficient)
         );
     }
 
@@ -211,7 +211,7 @@ pub fn trend_chart(points: &[TrendPoint], text: &ChartText) -> String {
                 "<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"{px}\" fill=\"{MUTED}\" \
                  text-anchor=\"middle\">{}</text>",
                 BOTTOM + 16.0,
-                esc(&p.label)
+                crate::escape(&p.label)
             );
         }
         s.push_str("</g>");
@@ -224,7 +224,7 @@ pub fn trend_chart(points: &[TrendPoint], text: &ChartText) -> String {
              class=\"no-data\">{}</text></svg>",
             left + plot_w / 2.0,
             (TOP + BOTTOM) / 2.0 + 4.0,
-            esc(&text.no_data)
+            crate::escape(&text.no_data)
         );
         return s;
     }
@@ -341,8 +341,8 @@ pub fn trend_chart(points: &[TrendPoint], text: &ChartText) -> String {
              stroke-width=\"{width}\" data-label=\"{}\" data-value=\"{v}\"{extra}><title>{}</title></circle>",
             x_of(i),
             y_of(v),
-            esc(&p.label),
-            esc(&tip),
+            crate::escape(&p.label),
+            crate::escape(&tip),
         );
     }
     s.push_str("</g></svg>");
@@ -425,25 +425,10 @@ fn fit_font(s: &str, max: f64, min: f64, room: f64) -> f64 {
     px
 }
 
-/// Escapes text for SVG/HTML content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::assert_balanced;
 
     fn text() -> ChartText {
         ChartText {
@@ -473,28 +458,6 @@ mod tests {
                 pt(&label, Some(v), i % 7 == 3)
             })
             .collect()
-    }
-
-    /// Checks that every tag is closed in order, ignoring attribute
-    /// contents; good enough for generated markup.
-    fn assert_balanced(svg: &str) {
-        let mut stack: Vec<&str> = Vec::new();
-        let mut rest = svg;
-        while let Some(open) = rest.find('<') {
-            let close = rest[open..].find('>').expect("unclosed tag") + open;
-            let tag = &rest[open + 1..close];
-            assert!(!tag.contains('<'), "stray < in {tag}");
-            if let Some(name) = tag.strip_prefix('/') {
-                assert_eq!(stack.pop(), Some(name), "mismatched </{name}>");
-            } else if !tag.ends_with('/') {
-                stack.push(tag.split_whitespace().next().unwrap());
-            }
-            let between = &rest[close + 1..];
-            let next = between.find('<').unwrap_or(between.len());
-            assert!(!between[..next].contains('>'), "stray >");
-            rest = between;
-        }
-        assert!(stack.is_empty(), "unclosed {stack:?}");
     }
 
     fn dots(svg: &str) -> Vec<(String, f64, f64)> {

@@ -1,6 +1,5 @@
 //! Choropleth maps of Vietnam: the 34 provinces, and the wards of each
-//! province, drawn as accessible, responsive inline SVG; plus [`escape`],
-//! the HTML/SVG text escaper the rest of the crate uses.
+//! province, drawn as accessible, responsive inline SVG.
 //!
 //! The geometry is compiled in (`data/maps.json.gz`, made by
 //! `data/prepare_maps.py` from the shared 2025 boundaries; see
@@ -578,22 +577,7 @@ fn legend(
     out.push_str("</g>");
 }
 
-/// Escapes text for HTML/SVG element content and quoted attribute values:
-/// `&`, `<`, `>`, `"` and `'`.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::escape;
 
 #[cfg(test)]
 mod tests {

@@ -5,8 +5,8 @@
 
 use std::fmt::Write as _;
 
+use crate::escape;
 use crate::i18n::{Lang, Text};
-use crate::map::escape;
 
 /// The browser test engine and page behaviour.
 pub const SCRIPT: &str = include_str!("../assets/ispeed.js");
