@@ -3,6 +3,7 @@
 //! `ispeed-client`, renders results and maps failures to exit codes. No
 //! measurement logic lives here.
 
+mod admin;
 mod loadgen;
 mod render;
 mod serve;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use ispeed_client::{ClientError, Family, TestOptions};
+use ispeed_client::{ClientError, Family, SelectOptions, TestOptions};
 use ispeed_proto::receipt::{decode_public_key, Receipt};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +53,10 @@ enum Command {
     Loadgen(loadgen::LoadgenArgs),
     /// Send results spooled by earlier tests to a collector.
     Submit(submit::SubmitArgs),
+    /// List the test points a collector offers, with measured RTTs.
+    Servers(admin::ServersArgs),
+    /// Administer a collector (test points: list, approve, revoke).
+    Admin(admin::AdminArgs),
 }
 
 #[derive(Args)]
@@ -65,6 +70,24 @@ struct ServerArgs {
     /// Signing key file (created with mode 0600 if missing).
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// Test point id (default from the config, else "local").
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+    /// Register with this collector and send it heartbeats.
+    #[arg(long, value_name = "URL")]
+    collector: Option<String>,
+    /// Admit sessions only with a collector's access token.
+    #[arg(long, value_enum)]
+    access: Option<AccessArg>,
+    /// Sessions admitted at once.
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<u32>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AccessArg {
+    Open,
+    TokenRequired,
 }
 
 #[derive(Args)]
@@ -95,6 +118,14 @@ struct TestArgs {
     /// Skip the upload.
     #[arg(long)]
     no_upload: bool,
+    /// Access token for a test point that requires one (normally fetched
+    /// from the collector's locate).
+    #[arg(long, value_name = "TOKEN")]
+    access_token: Option<String>,
+    /// With --collector and no --server: how long to keep looking for a test
+    /// point with room (full ones answer 503), in seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "S")]
+    wait_seconds: f64,
 }
 
 #[derive(Args)]
@@ -146,6 +177,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::VerifyReceipt(args) => verify(args),
         Command::Loadgen(args) => runtime()?.block_on(loadgen::run(args)),
         Command::Submit(args) => submit::run(args, runtime()?),
+        Command::Servers(args) => runtime()?.block_on(admin::servers(args)),
+        Command::Admin(args) => runtime()?.block_on(admin::run(args)),
     }
 }
 
@@ -159,6 +192,21 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(key) = args.key {
         raw.key_file = Some(key);
+    }
+    if let Some(id) = args.id {
+        raw.test_point_id = Some(id);
+    }
+    if let Some(collector) = args.collector {
+        raw.collector = Some(collector);
+    }
+    if let Some(access) = args.access {
+        raw.access = Some(match access {
+            AccessArg::Open => ispeed_proto::registry::AccessMode::Open,
+            AccessArg::TokenRequired => ispeed_proto::registry::AccessMode::TokenRequired,
+        });
+    }
+    if let Some(n) = args.max_sessions {
+        raw.max_sessions = Some(n);
     }
     let config = raw.resolve()?;
     let runtime = runtime()?;
@@ -210,40 +258,69 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     options.max_seconds = args.max_seconds;
+    if !(args.wait_seconds.is_finite() && args.wait_seconds >= 0.0) {
+        eprintln!("error: --wait-seconds must be a non-negative number");
+        return Ok(ExitCode::from(2));
+    }
     options.download = !args.no_download;
     options.upload = !args.no_upload;
+    options.access_token = args.access_token.clone();
     let runtime = runtime()?;
-    let (outcome, delivery) = runtime.block_on(async {
-        let mut listed = None;
-        if let Some(reporter) = &reporter {
-            reporter.deliver_pending_quietly().await;
-            if args.server.is_none() {
-                match reporter.test_point().await {
-                    Ok(point) => options.server = listed.insert(point).url.clone(),
-                    Err(error) => return (Err(error), None),
-                }
-            }
-        }
+    let (outcome, delivery, selection) = runtime.block_on(async {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let progress = (!args.json).then(|| tokio::spawn(render::progress(receiver)));
-        let result = ispeed_client::run_test(&options, (!args.json).then_some(sender)).await;
+        let events = (!args.json).then_some(sender);
+        let mut expected_key = None;
+        let mut selection = None;
+        let result = match (&reporter, &args.server) {
+            (Some(reporter), None) => {
+                reporter.deliver_pending_quietly().await;
+                let mut select = SelectOptions::new(reporter.collector());
+                select.query = reporter.locate_query(options.family);
+                select.admission_budget = std::time::Duration::from_secs_f64(args.wait_seconds);
+                ispeed_client::locate_and_run(&options, &select, events)
+                    .await
+                    .map(|(result, chosen)| {
+                        selection = Some(chosen);
+                        result
+                    })
+            }
+            (reporter, Some(_)) => {
+                if let Some(reporter) = reporter {
+                    reporter.deliver_pending_quietly().await;
+                    if options.access_token.is_none() {
+                        if let Some((token, key)) = reporter.token_for(&options.server).await {
+                            options.access_token = Some(token);
+                            expected_key = Some(key);
+                        }
+                    }
+                }
+                ispeed_client::run_test(&options, events).await
+            }
+            (None, None) => unreachable!("clap requires --server or --collector"),
+        };
         if let Some(progress) = progress {
             let _ = progress.await;
         }
         let delivery = match (&result, &reporter) {
-            (Ok(result), Some(reporter)) => Some(reporter.deliver(result, listed.as_ref()).await),
+            (Ok(result), Some(reporter)) => {
+                Some(reporter.deliver(result, expected_key.as_deref()).await)
+            }
             _ => None,
         };
-        (result, delivery)
+        (result, delivery, selection)
     });
     // Do not wait for stray connection tasks of a dead test point.
     runtime.shutdown_background();
     match outcome {
         Ok(result) => {
             if args.json {
-                submit::print_json(&result, delivery.as_ref())?;
+                submit::print_json(&result, delivery.as_ref(), selection.as_ref())?;
             } else {
                 render::table(&result);
+                if let Some(selection) = &selection {
+                    render::selection(selection);
+                }
                 delivery.iter().for_each(submit::print_human);
             }
             Ok(submit::exit_code(delivery.as_ref()))

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ispeed_client::{Event, Phase, TestResult};
+use ispeed_client::{AttemptOutcome, Event, Phase, Selection, TestResult};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Shows a spinner line with the current phase and rate until the events end.
@@ -28,6 +28,26 @@ pub async fn progress(mut events: UnboundedReceiver<Event>) {
                 phase_name(phase)
             )),
             Event::Probe { .. } => {}
+            Event::Selected {
+                id,
+                url,
+                rtt_ms,
+                on_net,
+            } => bar.println(format!(
+                "test point {id} ({url}){}{}",
+                rtt_ms.map_or_else(String::new, |r| format!(", RTT {r:.1} ms")),
+                if on_net {
+                    ", in your ISP's network"
+                } else {
+                    ""
+                }
+            )),
+            Event::Failover { from, reason, to } => bar.println(match to {
+                Some(next) => {
+                    format!("test point {from} cannot take the test ({reason}); trying {next}")
+                }
+                None => format!("test point {from} cannot take the test ({reason})"),
+            }),
         }
     }
     bar.finish_and_clear();
@@ -97,5 +117,29 @@ pub fn table(result: &TestResult) {
     println!(
         "Receipt signed by the test point; verify with `ispeed verify-receipt --key {}`",
         result.server.public_key
+    );
+}
+
+/// Prints how the test point was chosen, when a collector's locate chose it.
+pub fn selection(selection: &Selection) {
+    let moved: Vec<String> = selection
+        .attempts
+        .iter()
+        .filter(|a| a.outcome != AttemptOutcome::Tested)
+        .map(|a| format!("{} ({:?})", a.test_point_id, a.outcome))
+        .collect();
+    println!(
+        "Chosen by locate: {} [{}]{}, client ISP {}{}",
+        selection.test_point_id,
+        selection.class.as_str(),
+        selection
+            .rtt_ms
+            .map_or_else(String::new, |r| format!(", RTT {r:.1} ms")),
+        selection.client_isp,
+        if moved.is_empty() {
+            String::new()
+        } else {
+            format!("; moved on from {}", moved.join(", "))
+        }
     );
 }

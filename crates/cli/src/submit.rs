@@ -7,9 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use ispeed_client::submit::{now_ms, Settled};
-use ispeed_client::{
-    build_submission, ClientError, ResolvedTestPoint, Spool, SubmitError, Target, TestResult,
-};
+use ispeed_client::{build_submission, Selection, Spool, SubmitError, Target, TestResult};
 use ispeed_proto::results::{
     Access, ClientKind, FixedMedium, Location, LocationSource, RadioTech, StoredResult,
 };
@@ -191,27 +189,45 @@ impl Reporter {
         }
     }
 
-    /// The collector's first test point (selection by latency comes later).
-    pub async fn test_point(&self) -> Result<ResolvedTestPoint, ClientError> {
-        let points = ispeed_client::discover(&self.collector)
+    pub fn collector(&self) -> &str {
+        &self.collector
+    }
+
+    /// Locate's query for this test: the position, if given, and the family.
+    pub fn locate_query(&self, family: Option<ispeed_client::Family>) -> String {
+        let mut parts = Vec::new();
+        if let Some(location) = &self.location {
+            parts.push(format!("lat={}&lon={}", location.lat, location.lon));
+        }
+        match family {
+            Some(ispeed_client::Family::V4) => parts.push("family=4".to_owned()),
+            Some(ispeed_client::Family::V6) => parts.push("family=6".to_owned()),
+            None => {}
+        }
+        parts.join("&")
+    }
+
+    /// The access token locate offers for the test point at `url`, if any
+    /// (for `--server` with a collector whose test points need tokens).
+    pub async fn token_for(&self, url: &str) -> Option<(String, String)> {
+        let located = ispeed_client::submit::locate(&self.collector, "")
             .await
-            .map_err(|e| ClientError::Unreachable(format!("cannot list test points: {e}")))?;
-        points.into_iter().next().ok_or_else(|| {
-            ClientError::Unreachable(format!("{} lists no test points", self.collector))
-        })
+            .ok()?;
+        let wanted = url.trim_end_matches('/');
+        located
+            .candidates
+            .into_iter()
+            .find(|c| c.url == wanted)
+            .map(|c| (c.token, c.public_key))
     }
 
     /// Spools the result first, then submits it; prints problems to stderr.
-    pub async fn deliver(
-        &self,
-        result: &TestResult,
-        listed: Option<&ResolvedTestPoint>,
-    ) -> Delivery {
-        if let Some(listed) = listed.filter(|l| l.public_key != result.server.public_key) {
+    pub async fn deliver(&self, result: &TestResult, expected_key: Option<&str>) -> Delivery {
+        if let Some(expected) = expected_key.filter(|k| *k != result.server.public_key) {
             eprintln!(
                 "warning: the test point's key ({}) is not the one the collector lists for \
-                 test point {} ({}); the collector will likely reject the result",
-                result.server.public_key, listed.id, listed.public_key
+                 test point {} ({expected}); the collector will likely reject the result",
+                result.server.public_key, result.server.id
             );
         }
         let submission = build_submission(
@@ -304,13 +320,21 @@ struct TestOutput<'a> {
     result: &'a TestResult,
     result_id: Option<&'a str>,
     submitted: bool,
+    /// How the test point was chosen (only when the collector's locate chose it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selection: Option<&'a Selection>,
 }
 
-pub fn print_json(result: &TestResult, delivery: Option<&Delivery>) -> anyhow::Result<()> {
+pub fn print_json(
+    result: &TestResult,
+    delivery: Option<&Delivery>,
+    selection: Option<&Selection>,
+) -> anyhow::Result<()> {
     let output = TestOutput {
         result,
         result_id: delivery.map(|d| d.result_id.as_str()),
         submitted: delivery.is_some_and(|d| d.submitted),
+        selection,
     };
     println!("{}", serde_json::to_string(&output)?);
     Ok(())

@@ -56,6 +56,9 @@ pub struct TestOptions {
     /// the one TCP memory pool the test point needs, which separate client
     /// machines never do.
     pub socket_buffer_bytes: Option<u32>,
+    /// The collector's access token for this test point (from locate);
+    /// a test point in `token-required` mode admits no session without one.
+    pub access_token: Option<String>,
 }
 
 impl TestOptions {
@@ -72,6 +75,7 @@ impl TestOptions {
             fixed_duration: false,
             phase_gate: None,
             socket_buffer_bytes: None,
+            access_token: None,
         }
     }
 }
@@ -101,6 +105,19 @@ pub enum Event {
     Probe {
         phase: Phase,
         rtt_ms: f64,
+    },
+    /// The test point chosen among the collector's candidates.
+    Selected {
+        id: String,
+        url: String,
+        rtt_ms: Option<f64>,
+        on_net: bool,
+    },
+    /// A candidate could not take the test; the client moves on.
+    Failover {
+        from: String,
+        reason: String,
+        to: Option<String>,
     },
 }
 
@@ -143,6 +160,7 @@ pub async fn run_test(options: &TestOptions, events: Events) -> Result<TestResul
             Some(&CreateSession {
                 client_kind: Some(options.client_kind.clone()),
                 client_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+                access_token: options.access_token.clone(),
             }),
         )
         .await?;

@@ -12,11 +12,13 @@
 pub mod engine;
 pub mod http;
 pub mod result;
+pub mod select;
 pub mod submit;
 pub mod target;
 
 pub use engine::{run_test, Event, Phase, TestOptions};
 pub use result::TestResult;
+pub use select::{locate_and_run, Attempt, AttemptOutcome, SelectOptions, Selection};
 pub use submit::{
     build_submission, config_dir, device_id, discover, submit, DeliveryReport, ResolvedTestPoint,
     Settled, Spool, SpoolEntry, SubmitError, Submitted,
@@ -50,11 +52,17 @@ pub enum ClientError {
     /// The receipt does not verify with the test point's key.
     #[error("the test point's receipt does not verify: {0}")]
     Receipt(String),
+    /// No test point had room for the test within the admission budget.
+    #[error("no test point available: {0}")]
+    NoCapacity(String),
 }
 
 impl ClientError {
     /// True when the test point was never reached (exit code 3 in the CLI).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, ClientError::Unreachable(_))
+        matches!(
+            self,
+            ClientError::Unreachable(_) | ClientError::NoCapacity(_)
+        )
     }
 }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
+use ispeed_proto::registry::{self, Located};
 use ispeed_proto::results::{
     paths, Access, ClientInfo, ClientKind, ClientMetrics, Location, StoredResult, SubmitResult,
     TestPoints,
@@ -127,6 +128,25 @@ pub async fn discover(collector_url: &str) -> Result<Vec<ResolvedTestPoint>, Sub
         .collect()
 }
 
+/// Asks the collector's locate for ranked candidates (`query` is the query
+/// string without `?`, e.g. `lat=21.0&lon=105.8`); their URLs made absolute.
+pub async fn locate(collector_url: &str, query: &str) -> Result<Located, SubmitError> {
+    let path = if query.is_empty() {
+        registry::paths::LOCATE.to_owned()
+    } else {
+        format!("{}?{query}", registry::paths::LOCATE)
+    };
+    let (status, retry_after_s, body) = exchange(collector_url, Method::GET, &path, None).await?;
+    if status != StatusCode::OK {
+        return Err(error_from(status, retry_after_s, &body));
+    }
+    let mut located: Located = parse(&body)?;
+    for candidate in &mut located.candidates {
+        candidate.url = resolve_url(collector_url, &candidate.url)?;
+    }
+    Ok(located)
+}
+
 /// Resolves a test point URL from the collector's list: absolute URLs stay
 /// as they are, `/path` is on the collector's origin, and anything else is
 /// below the collector URL's own path.
@@ -225,6 +245,33 @@ async fn exchange(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> Result<(StatusCode, Option<u64>, Bytes), SubmitError> {
+    exchange_as(collector_url, method, path, body, None).await
+}
+
+/// A request to the collector's admin API with a bearer token: status and
+/// body, or the typed refusal.
+pub async fn admin_request(
+    collector_url: &str,
+    method: Method,
+    path: &str,
+    token: &str,
+) -> Result<Bytes, SubmitError> {
+    let (status, retry_after, body) =
+        exchange_as(collector_url, method, path, None, Some(token)).await?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(error_from(status, retry_after, &body))
+    }
+}
+
+async fn exchange_as(
+    collector_url: &str,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    bearer: Option<&str>,
+) -> Result<(StatusCode, Option<u64>, Bytes), SubmitError> {
     let target =
         Target::parse(collector_url).map_err(|e| SubmitError::InvalidUrl(e.to_string()))?;
     let run = async {
@@ -247,6 +294,9 @@ async fn exchange(
             .header(header::ACCEPT, "application/json");
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))

@@ -80,6 +80,7 @@ fn stored(of: &SubmitResult) -> StoredResult {
         reasons: Vec::new(),
         counted: true,
         source: None,
+        test_point_class: None,
     }
 }
 

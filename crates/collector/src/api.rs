@@ -11,6 +11,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ispeed_analytics::Level;
 use ispeed_enrich::{Isp, Province, Ward};
+use ispeed_proto::registry::{
+    paths as registry_paths, AdminTestPoint, AdminTestPoints, HeartbeatAck, HeartbeatRequest,
+    Located, LOCATE_MAX_CANDIDATES,
+};
 use ispeed_proto::results::{
     paths, AccessKind, StoredResult, SubmitResult, TestPointEntry, TestPoints, DEVICE_HEADER,
 };
@@ -21,7 +25,7 @@ use uuid::Uuid;
 use crate::error::ApiFailure;
 use crate::period::{Month, Period};
 use crate::rollup::NATION_CODE;
-use crate::state::CollectorState;
+use crate::state::{CollectorState, LocateRequest};
 use crate::stats::{self, Filters, StatsRow};
 use crate::verify::device_hash;
 
@@ -48,6 +52,14 @@ pub fn routes(state: CollectorState) -> Router {
         .route(paths::ISPS, get(isps))
         .route(paths::OPENAPI, get(openapi))
         .route("/api/v1/sources", get(crate::web::sources))
+        .route(registry_paths::HEARTBEAT, post(heartbeat))
+        .route(registry_paths::LOCATE, get(locate))
+        .route(registry_paths::ADMIN_TEST_POINTS, get(admin_list))
+        .route(
+            "/api/v1/admin/test-points/{id}/{action}",
+            post(admin_action),
+        )
+        .route("/metrics", get(metrics))
         .merge(crate::web::pages())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -87,24 +99,32 @@ async fn submit_result(
     State(state): State<CollectorState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<StoredResult>), ApiFailure> {
-    let body = body.map_err(|rejection| match rejection {
+    let body = read_body(&state, body)?;
+    let submission: SubmitResult = serde_json::from_slice(&body)
+        .map_err(|e| ApiFailure::new(ErrorCode::MalformedJson, format!("invalid result: {e}")))?;
+    let (status, stored) = state.submit(submission, now_ms()).await?;
+    Ok((status, Json(stored)))
+}
+
+/// A request body within the configured limit, or the typed refusal.
+fn read_body(
+    state: &CollectorState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiFailure> {
+    body.map_err(|rejection| match rejection {
         BytesRejection::FailedToBufferBody(_)
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
         {
             ApiFailure::new(
                 ErrorCode::PayloadTooLarge,
                 format!(
-                    "a result must be at most {} bytes",
+                    "a request body must be at most {} bytes",
                     state.config.max_body_bytes
                 ),
             )
         }
         other => ApiFailure::bad_request(format!("cannot read the body: {other}")),
-    })?;
-    let submission: SubmitResult = serde_json::from_slice(&body)
-        .map_err(|e| ApiFailure::new(ErrorCode::MalformedJson, format!("invalid result: {e}")))?;
-    let (status, stored) = state.submit(submission, now_ms()).await?;
-    Ok((status, Json(stored)))
+    })
 }
 
 async fn get_result(
@@ -143,7 +163,7 @@ async fn test_points(State(state): State<CollectorState>) -> Result<Json<TestPoi
         .test_points()
         .await?
         .into_iter()
-        .filter(|tp| tp.approved)
+        .filter(|tp| tp.approved())
         .map(|tp| TestPointEntry {
             id: tp.id,
             url: tp.url,
@@ -532,4 +552,213 @@ async fn isps(State(state): State<CollectorState>) -> Json<IspsResponse> {
     Json(IspsResponse {
         isps: state.enricher.isps.isps().to_vec(),
     })
+}
+
+// ---- the test-point network (spec/registry.md) -------------------------------
+
+/// The address of the peer the request came from, however the collector is
+/// served (inside `ispeed serve` with a local test point, or on its own).
+pub struct PeerIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let from_test_point = parts
+            .extensions
+            .get::<ispeed_server::ConnInfo>()
+            .map(|c| c.peer.ip());
+        let from_axum = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(PeerIp(
+            from_test_point.or(from_axum).map(|ip| ip.to_canonical()),
+        ))
+    }
+}
+
+async fn heartbeat(
+    State(state): State<CollectorState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<HeartbeatAck>, ApiFailure> {
+    let body = read_body(&state, body)?;
+    let request: HeartbeatRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiFailure::new(ErrorCode::MalformedJson, format!("invalid heartbeat: {e}"))
+    })?;
+    Ok(Json(state.heartbeat(&request.heartbeat, now_ms()).await?))
+}
+
+async fn locate(
+    State(state): State<CollectorState>,
+    PeerIp(peer): PeerIp,
+    query: Result<Query<std::collections::BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Json<Located>, ApiFailure> {
+    let Query(query) = query.map_err(|e| ApiFailure::bad_request(e.body_text()))?;
+    let request = locate_request(&query)?;
+    if let Some(code) = &request.province {
+        if state.enricher.units.province(code).is_none() {
+            return Err(ApiFailure::new(
+                ErrorCode::UnknownUnit,
+                format!("province {code:?} is not a province of the 2025 unit list"),
+            ));
+        }
+    }
+    Ok(Json(state.locate(peer, &request, now_ms())?))
+}
+
+/// Checks `locate`'s query string: every parameter known, every value in range.
+pub fn locate_request(
+    query: &std::collections::BTreeMap<String, String>,
+) -> Result<LocateRequest, ApiFailure> {
+    const KNOWN: [&str; 5] = ["lat", "lon", "province", "family", "limit"];
+    if let Some(unknown) = query.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiFailure::bad_request(format!(
+            "unknown parameter {unknown:?}; locate takes lat, lon, province, family and limit"
+        )));
+    }
+    let number =
+        |name: &str, range: std::ops::RangeInclusive<f64>| -> Result<Option<f64>, ApiFailure> {
+            query
+                .get(name)
+                .map(|v| match v.parse::<f64>() {
+                    Ok(x) if x.is_finite() && range.contains(&x) => Ok(x),
+                    _ => Err(ApiFailure::bad_request(format!(
+                        "{name} must be a number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ))),
+                })
+                .transpose()
+        };
+    let location = match (number("lat", -90.0..=90.0)?, number("lon", -180.0..=180.0)?) {
+        (Some(lat), Some(lon)) => Some((lat, lon)),
+        (None, None) => None,
+        _ => return Err(ApiFailure::bad_request("lat and lon go together")),
+    };
+    let province = query.get("province").cloned();
+    if let Some(code) = &province {
+        if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiFailure::bad_request(
+                "province must be a 2-digit province code, e.g. 79",
+            ));
+        }
+    }
+    let family = match query.get("family").map(String::as_str) {
+        None => None,
+        Some("4") => Some(4),
+        Some("6") => Some(6),
+        Some(_) => return Err(ApiFailure::bad_request("family must be 4 or 6")),
+    };
+    let limit = match query.get("limit") {
+        None => None,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=LOCATE_MAX_CANDIDATES).contains(&n) => Some(n),
+            _ => {
+                return Err(ApiFailure::bad_request(format!(
+                    "limit must be 1 to {LOCATE_MAX_CANDIDATES}"
+                )))
+            }
+        },
+    };
+    Ok(LocateRequest {
+        location,
+        province,
+        family,
+        limit,
+    })
+}
+
+async fn admin_list(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+) -> Result<Json<AdminTestPoints>, ApiFailure> {
+    state.admin.check(&headers)?;
+    Ok(Json(AdminTestPoints {
+        test_points: state.registry.admin_view(now_ms()),
+    }))
+}
+
+async fn admin_action(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<AdminTestPoint>, ApiFailure> {
+    state.admin.check(&headers)?;
+    let Path((id, action)) = path.map_err(|e| ApiFailure::bad_request(e.to_string()))?;
+    match action.as_str() {
+        "approve" => Ok(Json(state.approve(&id, now_ms()).await?)),
+        "revoke" => Ok(Json(state.revoke(&id, now_ms()).await?)),
+        _ => Err(ApiFailure::new(
+            ErrorCode::NotFound,
+            format!("no admin action {action:?}; use approve or revoke"),
+        )),
+    }
+}
+
+/// Collector counters, then the local test point's, in the Prometheus text format.
+async fn metrics(State(state): State<CollectorState>) -> Response {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let now = now_ms();
+    let (approved, pending, revoked, alive) = state.registry.counts(now);
+    let m = &state.registry.metrics;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    metric(
+        "ispeed_collector_test_points",
+        "gauge",
+        "Known test points by registration status.",
+        &[
+            ("{status=\"approved\"}", approved),
+            ("{status=\"pending\"}", pending),
+            ("{status=\"revoked\"}", revoked),
+        ],
+    );
+    metric(
+        "ispeed_collector_test_points_alive",
+        "gauge",
+        "Approved test points heard from within the liveness timeout.",
+        &[("", alive)],
+    );
+    metric(
+        "ispeed_collector_heartbeats_total",
+        "counter",
+        "Heartbeats by outcome.",
+        &[
+            (
+                "{outcome=\"accepted\"}",
+                m.heartbeats_accepted.load(Relaxed),
+            ),
+            ("{outcome=\"refused\"}", m.heartbeats_refused.load(Relaxed)),
+        ],
+    );
+    metric(
+        "ispeed_collector_locate_total",
+        "counter",
+        "Locate requests by outcome.",
+        &[
+            ("{outcome=\"answered\"}", m.locate_answered.load(Relaxed)),
+            ("{outcome=\"none_available\"}", m.locate_empty.load(Relaxed)),
+        ],
+    );
+    metric(
+        "ispeed_collector_tokens_issued_total",
+        "counter",
+        "Access tokens issued by locate.",
+        &[("", m.tokens_issued.load(Relaxed))],
+    );
+    if let Some(test_point) = state.local_test_point() {
+        let (sessions, streams) = test_point.activity();
+        out.push_str(&test_point.metrics.render(sessions, streams));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -43,6 +43,12 @@ pub struct RawConfig {
     pub mmdb: Option<PathBuf>,
     #[serde(default)]
     pub test_points: Vec<RawTestPoint>,
+    /// The admin bearer token (64 hex digits; created if missing).
+    /// Default `<data>/admin-token`.
+    pub admin_token_file: Option<PathBuf>,
+    /// The key that signs locate's access tokens (created if missing).
+    /// Default `<data>/collector.key`.
+    pub collector_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +68,8 @@ pub struct CollectorConfig {
     pub max_batch: usize,
     pub mmdb: Option<PathBuf>,
     pub test_points: Vec<RawTestPoint>,
+    pub admin_token_file: PathBuf,
+    pub collector_key_file: PathBuf,
 }
 
 impl RawConfig {
@@ -86,8 +94,15 @@ impl RawConfig {
             }
         }
         let defaults = Thresholds::default();
+        let data = self.data.unwrap_or_else(|| default_data.to_owned());
         Ok(CollectorConfig {
-            data: self.data.unwrap_or_else(|| default_data.to_owned()),
+            admin_token_file: self
+                .admin_token_file
+                .unwrap_or_else(|| data.join("admin-token")),
+            collector_key_file: self
+                .collector_key_file
+                .unwrap_or_else(|| data.join("collector.key")),
+            data,
             receipt_max_age: Duration::from_secs(
                 self.receipt_max_age_s.unwrap_or(DEFAULT_RECEIPT_MAX_AGE_S),
             ),

@@ -12,6 +12,8 @@ use crate::verify::Refusal;
 pub struct ApiFailure {
     pub code: ErrorCode,
     pub message: String,
+    /// Sent as `Retry-After` (seconds).
+    pub retry_after_s: Option<u32>,
 }
 
 impl ApiFailure {
@@ -19,6 +21,7 @@ impl ApiFailure {
         ApiFailure {
             code,
             message: message.into(),
+            retry_after_s: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -29,6 +32,12 @@ impl ApiFailure {
 impl From<Refusal> for ApiFailure {
     fn from(refusal: Refusal) -> Self {
         ApiFailure::new(refusal.code, refusal.message)
+    }
+}
+
+impl From<ispeed_proto::registry::Rejection> for ApiFailure {
+    fn from(rejection: ispeed_proto::registry::Rejection) -> Self {
+        ApiFailure::new(rejection.code, rejection.message)
     }
 }
 
@@ -52,10 +61,13 @@ impl IntoResponse for ApiFailure {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(ErrorBody::new(self.code, self.message))).into_response();
-        if self.code == ErrorCode::StoreUnavailable {
+        let retry_after = self
+            .retry_after_s
+            .or((self.code == ErrorCode::StoreUnavailable).then_some(5));
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, 5.into());
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
     }

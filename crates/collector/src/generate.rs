@@ -528,13 +528,15 @@ pub async fn generate_into_store(
     {
         store
             .upsert_test_point(TestPointRecord {
-                id: SYNTHETIC_TEST_POINT_ID.to_owned(),
-                public_key: public_key.clone(),
-                url: "synthetic:".to_owned(),
                 name: Some("synthetic data".to_owned()),
-                province_code: None,
-                line_rate_mbps: SYNTHETIC_LINE_RATE_MBPS,
-                approved: false,
+                status: ispeed_proto::registry::RegistrationStatus::Pending,
+                configured: false,
+                ..TestPointRecord::configured(
+                    SYNTHETIC_TEST_POINT_ID.to_owned(),
+                    public_key.clone(),
+                    "synthetic:".to_owned(),
+                    SYNTHETIC_LINE_RATE_MBPS,
+                )
             })
             .await?;
     }
@@ -543,6 +545,7 @@ pub async fn generate_into_store(
         test_point_id: SYNTHETIC_TEST_POINT_ID.to_owned(),
         key: generator.key.verifying_key(),
         line_rate_mbps: SYNTHETIC_LINE_RATE_MBPS,
+        class: None,
     });
     let total = generator.samples();
     let build = |chunk: u64| {

@@ -10,11 +10,14 @@
 //! it is durable, never store a raw device id or a full client address, and
 //! never block an async worker thread on the database.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod locate;
 pub mod period;
+pub mod registry;
 pub mod rollup;
 pub mod state;
 pub mod stats;
@@ -98,18 +101,22 @@ pub async fn run(
         None => bound.clone(),
     };
     let test_point = ispeed_server::prepare(tp_config.clone(), tp_bound, sessions_end.clone())?;
-    state
-        .register_test_point(TestPointRecord {
-            id: tp_config.test_point_id.clone(),
-            public_key: test_point.public_key.clone(),
-            url,
-            name: Some("local test point".to_owned()),
-            province_code: None,
-            line_rate_mbps: tp_config.line_rate_mbps,
-            approved: true,
-        })
-        .await?;
+    let mut record = TestPointRecord::configured(
+        tp_config.test_point_id.clone(),
+        test_point.public_key.clone(),
+        url,
+        tp_config.line_rate_mbps,
+    );
+    record.name = Some("local test point".to_owned());
+    record.approved_at_ms = Some(api::now_ms());
+    state.register_test_point(record).await?;
+    state.set_local_test_point(test_point.clone());
     tracing::info!(id = %tp_config.test_point_id, public_key = %test_point.public_key, "local test point registered");
+    tokio::spawn(local_liveness(
+        state.clone(),
+        test_point.clone(),
+        shutdown.clone(),
+    ));
     match tp_listeners {
         None => {
             let router = routes(state).fallback_service(ispeed_server::app(test_point.clone()));
@@ -133,6 +140,36 @@ pub async fn run(
     Ok(())
 }
 
+/// Keeps the local test point alive in the registry with its current load,
+/// as heartbeats do for remote ones (no signature: it is this process).
+async fn local_liveness(
+    state: CollectorState,
+    test_point: ispeed_server::AppState,
+    shutdown: CancellationToken,
+) {
+    use ispeed_proto::registry::{Capacity, Load, HEARTBEAT_INTERVAL_S};
+    let capacity = Capacity {
+        max_sessions: test_point.config.max_sessions,
+        line_rate_mbps: test_point.config.line_rate_mbps,
+    };
+    loop {
+        let load = Load {
+            active_sessions: test_point.activity().0 as u32,
+            ..Load::default()
+        };
+        state.mark_local_alive(
+            &test_point.config.test_point_id,
+            load,
+            capacity,
+            api::now_ms(),
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(HEARTBEAT_INTERVAL_S)) => {}
+        }
+    }
+}
+
 /// Serves a router on listeners with graceful shutdown.
 async fn serve_plain(
     listeners: Vec<TcpListener>,
@@ -145,7 +182,8 @@ async fn serve_plain(
             let router = router.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let _ = axum::serve(listener, router)
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                let _ = axum::serve(listener, service)
                     .with_graceful_shutdown(shutdown.cancelled_owned())
                     .await;
             })

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ispeed_enrich::{truncate_ip, IspResolver, Units, WardIndex};
 use ispeed_proto::receipt::{decode_public_key, Receipt, ReceiptError, ReceiptPayload};
+use ispeed_proto::registry::{RegistrationStatus, TestPointClass};
 use ispeed_proto::results::{
     valid_source, ClientMetrics, ImplausibleReason, PlaceSource, PublishedMetrics, ResultStatus,
     SubmitResult,
@@ -76,21 +77,30 @@ pub struct TrustedKey {
     pub test_point_id: String,
     pub key: VerifyingKey,
     pub line_rate_mbps: f64,
+    pub class: Option<TestPointClass>,
 }
 
 /// Everything verification needs besides the submission.
 pub struct Verifier {
     keys: HashMap<String, TrustedKey>,
+    /// Revoked keys (base64url) → their test point id: refused with their own code.
+    revoked: HashMap<String, String>,
     pub receipt_max_age_ms: u64,
     pub tolerance: Tolerance,
 }
 
 impl Verifier {
     /// Trusts the approved test points among `records`; a record with an
-    /// undecodable key is skipped with a warning.
+    /// undecodable key is skipped with a warning. Revoked keys are remembered
+    /// so their receipts get a clear refusal.
     pub fn new(records: &[TestPointRecord], receipt_max_age_ms: u64) -> Verifier {
         let mut keys = HashMap::new();
-        for record in records.iter().filter(|r| r.approved) {
+        let revoked = records
+            .iter()
+            .filter(|r| r.status == RegistrationStatus::Revoked)
+            .map(|r| (r.public_key.clone(), r.id.clone()))
+            .collect();
+        for record in records.iter().filter(|r| r.approved()) {
             match decode_public_key(&record.public_key) {
                 Ok(key) => {
                     keys.insert(
@@ -99,6 +109,7 @@ impl Verifier {
                             test_point_id: record.id.clone(),
                             key,
                             line_rate_mbps: record.line_rate_mbps,
+                            class: record.class(),
                         },
                     );
                 }
@@ -107,6 +118,7 @@ impl Verifier {
         }
         Verifier {
             keys,
+            revoked,
             receipt_max_age_ms,
             tolerance: Tolerance::default(),
         }
@@ -123,6 +135,12 @@ impl Verifier {
     ) -> Result<(ReceiptPayload, &TrustedKey, Option<Refusal>), Refusal> {
         let receipt = Receipt::parse(&submission.receipt).map_err(receipt_refusal)?;
         let claimed = receipt.payload_unverified().map_err(receipt_refusal)?;
+        if let Some(id) = self.revoked.get(&claimed.key) {
+            return Err(refuse(
+                ErrorCode::TestPointRevoked,
+                format!("the receipt is signed by test point {id:?}, whose key was revoked"),
+            ));
+        }
         let trusted = self.keys.get(&claimed.key).ok_or_else(|| {
             refuse(
                 ErrorCode::UnknownTestPoint,
@@ -391,6 +409,7 @@ pub fn build_record(
         reasons,
         receipt: redacted_payload(payload, client_ip),
         source: submission.source.clone(),
+        test_point_class: trusted.class,
     })
 }
 

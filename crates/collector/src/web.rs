@@ -475,7 +475,7 @@ async fn test_points_for_page(state: &CollectorState) -> Vec<(String, String, St
     };
     points
         .into_iter()
-        .filter(|tp| tp.approved)
+        .filter(|tp| tp.approved())
         .map(|tp| {
             let url = if tp.url == "/" {
                 String::new()

@@ -15,6 +15,7 @@ use ispeed_collector::api::{
 };
 use ispeed_collector::stats::{Filters, StatsRow};
 use ispeed_enrich::{IspResolver, Units};
+use ispeed_proto::registry::paths as registry_paths;
 use ispeed_proto::results::{
     paths, Access, AccessKind, ClientInfo, ClientKind, ClientMetrics, FixedMedium,
     ImplausibleReason, Location, LocationSource, PlaceSource, PublishedMetrics, RadioTech,
@@ -41,6 +42,12 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
         ("paths::UNITS", paths::UNITS),
         ("paths::ISPS", paths::ISPS),
         ("paths::OPENAPI", paths::OPENAPI),
+        ("registry_paths::HEARTBEAT", registry_paths::HEARTBEAT),
+        ("registry_paths::LOCATE", registry_paths::LOCATE),
+        (
+            "registry_paths::ADMIN_TEST_POINTS",
+            registry_paths::ADMIN_TEST_POINTS,
+        ),
     ];
     let mut routes = BTreeSet::new();
     for chunk in API_RS.split(".route(").skip(1) {
@@ -56,7 +63,7 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
                 .to_owned(),
         };
         // `get(a)` or `get(a).post(b)`, up to the end of the line.
-        let line = rest.lines().next().unwrap_or_default();
+        let line = rest.trim_start().lines().next().unwrap_or_default();
         let before = routes.len();
         for part in line.split('.') {
             let name = part.trim().split('(').next().unwrap_or_default();
@@ -355,6 +362,7 @@ fn serialised_responses_match_their_schemas() {
             },
             counted: full,
             source: Some("so-01.banner".to_owned()),
+            test_point_class: full.then_some(ispeed_proto::registry::TestPointClass::Vnix),
         };
         assert_valid(&doc, "StoredResult", &stored);
 

@@ -282,6 +282,7 @@ async fn sufficiency_flags_switch_exactly_at_the_thresholds() {
         test_point_id: "synthetic".into(),
         key: ispeed_collector::generate::synthetic_key(5).verifying_key(),
         line_rate_mbps: 10_000.0,
+        class: None,
     };
     let template = ispeed_collector::verify::build_record(
         &submission,
@@ -395,6 +396,17 @@ async fn migration_2_derives_the_aggregate_cells_of_an_older_store() {
     // … and before migration 4's campaign tag.
     db.execute_batch("DROP INDEX results_source_day; ALTER TABLE results DROP COLUMN source;")
         .unwrap();
+    // … and before migration 5's registration columns.
+    db.execute_batch(
+        "ALTER TABLE results DROP COLUMN test_point_class;
+         ALTER TABLE test_points DROP COLUMN status;
+         ALTER TABLE test_points DROP COLUMN configured;
+         ALTER TABLE test_points DROP COLUMN details;
+         ALTER TABLE test_points DROP COLUMN registered_at_ms;
+         ALTER TABLE test_points DROP COLUMN approved_at_ms;
+         ALTER TABLE test_points DROP COLUMN revoked_at_ms;",
+    )
+    .unwrap();
     db.pragma_update(None, "user_version", 1).unwrap();
     drop(db);
 

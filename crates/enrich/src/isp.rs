@@ -263,6 +263,11 @@ impl IspResolver {
         }
     }
 
+    /// The ISP id an ASN belongs to, if it is a known Vietnamese ISP's.
+    pub fn isp_of_asn(&self, asn: u32) -> Option<&str> {
+        self.by_asn.get(&asn).map(|&i| self.isps[i].id.as_str())
+    }
+
     /// The Vietnamese ISPs in table order (VNPT, Viettel, FPT, ...), with the
     /// catch-all `{id: "other", name: "Other"}` last.
     pub fn isps(&self) -> &[Isp] {

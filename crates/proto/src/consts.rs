@@ -4,6 +4,8 @@
 pub const PROTOCOL: &str = "ispeed/1";
 /// Receipt format version (the `v1.` prefix of the compact form).
 pub const RECEIPT_VERSION: u32 = 1;
+/// First part of a compact receipt: `v` and the version.
+pub const RECEIPT_TAG: &str = "v1";
 /// Domain-separation prefix signed before the receipt payload, so a receipt
 /// signature can never be replayed as a signature over anything else.
 pub const RECEIPT_SIGNING_CONTEXT: &[u8] = b"ispeed-receipt-v1\n";

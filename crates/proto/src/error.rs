@@ -52,11 +52,36 @@ pub enum ErrorCode {
     UnknownUnit,
     /// Collector: the store cannot take writes right now; retry later.
     StoreUnavailable,
+    /// Test point: a session needs an access token from the collector's locate.
+    TokenMissing,
+    /// Test point: the access token is malformed or not signed by the collector.
+    TokenInvalid,
+    /// Test point: the access token has expired.
+    TokenExpired,
+    /// Test point: the access token was used before.
+    TokenReused,
+    /// Test point: the access token is for another test point.
+    TokenAudience,
+    /// Collector: missing or wrong admin credentials.
+    Unauthorized,
+    /// Collector: the test point's key was revoked; nothing it signs from then on counts.
+    TestPointRevoked,
+    /// Collector: a heartbeat names a registered id with another key, or a
+    /// registered key under another id.
+    KeyMismatch,
+    /// Collector: a heartbeat is not newer than the last one, or too far
+    /// from the collector's clock (a replay, or a wrong clock).
+    StaleHeartbeat,
+    /// Collector: an approved test point declared another class, operator
+    /// or ASN; an admin must approve the change.
+    RegistrationChanged,
+    /// Collector: no approved, alive test point with spare capacity now.
+    NoTestPointAvailable,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive listings (metrics, documentation, tests).
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 34] = [
         ErrorCode::UnknownSession,
         ErrorCode::SessionExpired,
         ErrorCode::SessionFinished,
@@ -80,6 +105,17 @@ impl ErrorCode {
         ErrorCode::ResultConflict,
         ErrorCode::UnknownUnit,
         ErrorCode::StoreUnavailable,
+        ErrorCode::TokenMissing,
+        ErrorCode::TokenInvalid,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenReused,
+        ErrorCode::TokenAudience,
+        ErrorCode::Unauthorized,
+        ErrorCode::TestPointRevoked,
+        ErrorCode::KeyMismatch,
+        ErrorCode::StaleHeartbeat,
+        ErrorCode::RegistrationChanged,
+        ErrorCode::NoTestPointAvailable,
     ];
 
     /// The HTTP status this code is sent with.
@@ -101,7 +137,17 @@ impl ErrorCode {
             | ErrorCode::ImpossibleValue
             | ErrorCode::UnknownUnit => 422,
             ErrorCode::ReceiptReused | ErrorCode::ResultConflict => 409,
-            ErrorCode::StoreUnavailable => 503,
+            ErrorCode::StoreUnavailable | ErrorCode::NoTestPointAvailable => 503,
+            ErrorCode::TokenMissing
+            | ErrorCode::TokenInvalid
+            | ErrorCode::TokenExpired
+            | ErrorCode::TokenReused
+            | ErrorCode::TokenAudience
+            | ErrorCode::Unauthorized => 401,
+            ErrorCode::TestPointRevoked => 403,
+            ErrorCode::KeyMismatch | ErrorCode::StaleHeartbeat | ErrorCode::RegistrationChanged => {
+                409
+            }
         }
     }
 
@@ -131,6 +177,17 @@ impl ErrorCode {
             ErrorCode::ResultConflict => "result_conflict",
             ErrorCode::UnknownUnit => "unknown_unit",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::TokenMissing => "token_missing",
+            ErrorCode::TokenInvalid => "token_invalid",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::TokenReused => "token_reused",
+            ErrorCode::TokenAudience => "token_audience",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TestPointRevoked => "test_point_revoked",
+            ErrorCode::KeyMismatch => "key_mismatch",
+            ErrorCode::StaleHeartbeat => "stale_heartbeat",
+            ErrorCode::RegistrationChanged => "registration_changed",
+            ErrorCode::NoTestPointAvailable => "no_test_point_available",
         }
     }
 }

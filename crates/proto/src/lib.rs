@@ -8,7 +8,9 @@
 pub mod consts;
 pub mod error;
 pub mod receipt;
+pub mod registry;
 pub mod results;
+pub mod signed;
 pub mod wire;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};

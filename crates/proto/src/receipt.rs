@@ -9,12 +9,12 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ed25519_dalek::{Signature, Signer};
 use serde::{Deserialize, Serialize};
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
-use crate::consts::{RECEIPT_SIGNING_CONTEXT, RECEIPT_VERSION};
+use crate::consts::{RECEIPT_SIGNING_CONTEXT, RECEIPT_TAG};
+use crate::signed::{Envelope, EnvelopeError, Kind};
 use crate::wire::{ClientReport, TcpSummary};
 
 /// What the server measured for one direction.
@@ -120,68 +120,45 @@ pub enum ReceiptError {
 
 /// A parsed compact receipt whose signature has not been checked yet.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Receipt {
-    payload_bytes: Vec<u8>,
-    signature: [u8; 64],
-}
+pub struct Receipt(Envelope);
+
+/// The receipt kind of [`crate::signed`] envelope.
+pub const RECEIPT_KIND: Kind = Kind {
+    tag: RECEIPT_TAG,
+    context: RECEIPT_SIGNING_CONTEXT,
+};
 
 impl Receipt {
     /// Signs `payload` and returns the compact string form.
     pub fn sign(payload: &ReceiptPayload, key: &SigningKey) -> String {
         let bytes = serde_json::to_vec(payload).expect("receipt payload serialises");
-        let signature = key.sign(&signed_message(&bytes));
-        format!(
-            "v{RECEIPT_VERSION}.{}.{}",
-            URL_SAFE_NO_PAD.encode(&bytes),
-            URL_SAFE_NO_PAD.encode(signature.to_bytes())
-        )
+        crate::signed::sign(RECEIPT_KIND, &bytes, key)
     }
 
     /// Parses the compact form without verifying it.
     pub fn parse(compact: &str) -> Result<Receipt, ReceiptError> {
-        let mut parts = compact.split('.');
-        let (Some(version), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(ReceiptError::Format);
-        };
-        if version != format!("v{RECEIPT_VERSION}") {
-            return Err(ReceiptError::Version(version.to_owned()));
-        }
-        let payload_bytes = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| ReceiptError::Encoding)?;
-        let signature: [u8; 64] = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| ReceiptError::Encoding)?
-            .try_into()
-            .map_err(|_| ReceiptError::Encoding)?;
-        Ok(Receipt {
-            payload_bytes,
-            signature,
-        })
+        Envelope::parse(RECEIPT_KIND, compact)
+            .map(Receipt)
+            .map_err(|error| match error {
+                EnvelopeError::Tag { found, .. } => ReceiptError::Version(found),
+                EnvelopeError::Format => ReceiptError::Format,
+                EnvelopeError::Encoding | EnvelopeError::BadSignature => ReceiptError::Encoding,
+            })
     }
 
     /// Decodes the payload without verifying the signature (for display only).
     pub fn payload_unverified(&self) -> Result<ReceiptPayload, ReceiptError> {
-        serde_json::from_slice(&self.payload_bytes)
+        serde_json::from_slice(self.0.payload_unverified())
             .map_err(|e| ReceiptError::Payload(e.to_string()))
     }
 
     /// Verifies the signature with a trusted key and returns the payload.
     pub fn verify(&self, key: &VerifyingKey) -> Result<ReceiptPayload, ReceiptError> {
-        let signature = Signature::from_bytes(&self.signature);
-        key.verify_strict(&signed_message(&self.payload_bytes), &signature)
+        self.0
+            .verify(RECEIPT_KIND, key)
             .map_err(|_| ReceiptError::BadSignature)?;
         self.payload_unverified()
     }
-}
-
-fn signed_message(payload: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(RECEIPT_SIGNING_CONTEXT.len() + payload.len());
-    message.extend_from_slice(RECEIPT_SIGNING_CONTEXT);
-    message.extend_from_slice(payload);
-    message
 }
 
 /// Encodes a public key the way the protocol carries it.

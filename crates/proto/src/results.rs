@@ -267,6 +267,10 @@ pub struct StoredResult {
     /// The campaign tag submitted with the result.
     #[serde(default)]
     pub source: Option<String>,
+    /// Where the test point sits (VNIX, on-net, cloud, abroad), as it
+    /// declared when the result was stored; `null` if it declared none.
+    #[serde(default)]
+    pub test_point_class: Option<crate::registry::TestPointClass>,
 }
 
 /// One test point a collector offers, in `GET /api/v1/test-points`.

@@ -41,6 +41,10 @@ pub struct CreateSession {
     pub client_kind: Option<String>,
     #[serde(default)]
     pub client_version: Option<String>,
+    /// The collector's access token for this test point (from locate);
+    /// required by a test point in `token-required` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
 }
 
 /// Response to `POST /v1/sessions`.

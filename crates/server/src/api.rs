@@ -156,11 +156,16 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let (sessions, streams) = state.activity();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(sessions, streams),
-    )
-        .into_response()
+    let mut text = state.metrics.render(sessions, streams);
+    text.push_str(&format!(
+        "# HELP ispeed_max_sessions Sessions this test point admits at once.\n\
+         # TYPE ispeed_max_sessions gauge\nispeed_max_sessions {}\n\
+         # HELP ispeed_registration_status What the collector last said: 0 nothing yet, 1 pending, 2 approved, 3 revoked.\n\
+         # TYPE ispeed_registration_status gauge\nispeed_registration_status {}\n",
+        state.config.max_sessions,
+        crate::registration::status_gauge(state.registration()),
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 fn limits(state: &AppState) -> Limits {
@@ -255,10 +260,18 @@ fn client_addr(peer: SocketAddr) -> SocketAddr {
 async fn create_session(
     State(state): State<AppState>,
     Extension(conn): Extension<ConnInfo>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiFailure> {
-    let _request: CreateSession = parse_json(body)?;
-    let session = state.create_session(client_addr(conn.peer))?;
+    let request: CreateSession = parse_json(body)?;
+    // The token travels in the body (a browser's text/plain POST needs no
+    // preflight) or as a bearer token.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let token = request.access_token.as_deref().or(bearer);
+    let session = state.admit(token, client_addr(conn.peer), unix_ms())?;
     spawn_sampler(session.clone());
     Ok((
         StatusCode::CREATED,

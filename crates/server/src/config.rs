@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ispeed_proto::registry::{valid_id, AccessMode, TestPointClass, HEARTBEAT_INTERVAL_S};
 use serde::Deserialize;
 
 /// Default line rate: high enough that a test on loopback is not cut off by
@@ -27,6 +28,22 @@ pub struct RawConfig {
     pub ipv4_url: Option<String>,
     pub ipv6_url: Option<String>,
     pub shutdown_grace_s: Option<f64>,
+    /// Register with this collector and send it heartbeats.
+    pub collector: Option<String>,
+    /// The collector's token key (base64url), pinned; otherwise learnt from
+    /// the collector's first heartbeat answer.
+    pub collector_key: Option<String>,
+    /// `open` (default) or `token-required`.
+    pub access: Option<AccessMode>,
+    pub class: Option<TestPointClass>,
+    pub operator: Option<String>,
+    pub name: Option<String>,
+    pub asn: Option<u32>,
+    pub province_code: Option<String>,
+    pub ward_code: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub heartbeat_interval_s: Option<f64>,
 }
 
 /// Why a configuration was refused.
@@ -80,6 +97,65 @@ impl RawConfig {
             "line_rate_mbps",
             self.line_rate_mbps.unwrap_or(DEFAULT_LINE_RATE_MBPS),
         )?;
+        let invalid = |field: &'static str, reason: &str| ConfigError::Invalid {
+            field,
+            reason: reason.to_owned(),
+        };
+        let test_point_id = self.test_point_id.unwrap_or_else(|| "local".to_owned());
+        if !valid_id(&test_point_id) {
+            return Err(invalid(
+                "test_point_id",
+                "1-64 characters of a-z, 0-9, '-', '_', '.'",
+            ));
+        }
+        let access = self.access.unwrap_or_default();
+        if access == AccessMode::TokenRequired
+            && self.collector.is_none()
+            && self.collector_key.is_none()
+        {
+            return Err(invalid(
+                "access",
+                "token-required needs `collector` or `collector_key` (whose tokens to accept)",
+            ));
+        }
+        if let Some(key) = &self.collector_key {
+            ispeed_proto::receipt::decode_public_key(key)
+                .map_err(|_| invalid("collector_key", "not an Ed25519 public key"))?;
+        }
+        let registration = match self.collector {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid("collector", "must be an http:// or https:// URL"));
+                }
+                match (self.lat, self.lon) {
+                    (None, None) => {}
+                    (Some(lat), Some(lon))
+                        if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) => {}
+                    _ => return Err(invalid("lat", "lat and lon go together, in range")),
+                }
+                let interval = positive(
+                    "heartbeat_interval_s",
+                    self.heartbeat_interval_s
+                        .unwrap_or(HEARTBEAT_INTERVAL_S as f64),
+                )?;
+                Some(Registration {
+                    collector_url: url.trim_end_matches('/').to_owned(),
+                    class: self.class.unwrap_or(TestPointClass::Cloud),
+                    operator: self
+                        .operator
+                        .filter(|o| !o.trim().is_empty())
+                        .unwrap_or_else(|| test_point_id.clone()),
+                    name: self.name,
+                    asn: self.asn,
+                    province_code: self.province_code,
+                    ward_code: self.ward_code,
+                    lat: self.lat,
+                    lon: self.lon,
+                    interval: Duration::from_secs_f64(interval),
+                })
+            }
+        };
         let max_sessions = self.max_sessions.unwrap_or(200);
         if max_sessions == 0 {
             return Err(ConfigError::Invalid {
@@ -90,7 +166,7 @@ impl RawConfig {
         // Both directions at full line rate for their whole time, plus 10 %.
         let default_budget = (line_rate_mbps * 1e6 / 8.0 * max_seconds * 2.0 * 1.1) as u64;
         Ok(ServerConfig {
-            test_point_id: self.test_point_id.unwrap_or_else(|| "local".to_owned()),
+            test_point_id,
             listen: self
                 .listen
                 .unwrap_or_else(|| vec![SocketAddr::from(([0, 0, 0, 0], 8080))]),
@@ -105,6 +181,9 @@ impl RawConfig {
             ipv4_url: self.ipv4_url,
             ipv6_url: self.ipv6_url,
             shutdown_grace: Duration::from_secs_f64(self.shutdown_grace_s.unwrap_or(5.0).max(0.0)),
+            access,
+            collector_key: self.collector_key,
+            registration,
         })
     }
 }
@@ -123,6 +202,29 @@ pub struct ServerConfig {
     pub ipv4_url: Option<String>,
     pub ipv6_url: Option<String>,
     pub shutdown_grace: Duration,
+    pub access: AccessMode,
+    /// Pinned collector key for access tokens, if configured.
+    pub collector_key: Option<String>,
+    /// Heartbeats to a collector, if configured.
+    pub registration: Option<Registration>,
+}
+
+/// What a test point tells its collector about itself (besides its key,
+/// URLs, capacity and load, which come from the rest of the config and
+/// from the running state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    /// Base URL of the collector, without a trailing `/`.
+    pub collector_url: String,
+    pub class: TestPointClass,
+    pub operator: String,
+    pub name: Option<String>,
+    pub asn: Option<u32>,
+    pub province_code: Option<String>,
+    pub ward_code: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub interval: Duration,
 }
 
 impl Default for ServerConfig {

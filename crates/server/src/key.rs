@@ -27,11 +27,16 @@ pub enum KeyError {
 
 /// Loads the key at `path`, creating a new random one if the file does not exist.
 pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyError> {
+    load_or_create_secret(path).map(|seed| SigningKey::from_bytes(&seed))
+}
+
+/// Loads 32 secret bytes kept as 64 hex digits at `path` (a signing key's
+/// seed, or an admin token), creating random ones with mode 0600 if the
+/// file does not exist.
+pub fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyError> {
     let shown = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_seed(text.trim())
-            .map(|seed| SigningKey::from_bytes(&seed))
-            .ok_or(KeyError::Format { path: shown }),
+        Ok(text) => parse_seed(text.trim()).ok_or(KeyError::Format { path: shown }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(KeyError::Random)?;
@@ -39,7 +44,7 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyError> {
                 path: shown,
                 source,
             })?;
-            Ok(SigningKey::from_bytes(&seed))
+            Ok(seed)
         }
         Err(source) => Err(KeyError::Read {
             path: shown,
@@ -62,7 +67,8 @@ fn write_new(path: &Path, seed: &[u8; 32]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-fn parse_seed(text: &str) -> Option<[u8; 32]> {
+/// Parses 64 hex digits.
+pub fn parse_seed(text: &str) -> Option<[u8; 32]> {
     if text.len() != 64 {
         return None;
     }

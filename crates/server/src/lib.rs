@@ -14,6 +14,7 @@ pub mod error;
 pub mod key;
 pub mod metrics;
 pub mod payload;
+pub mod registration;
 pub mod session;
 pub mod state;
 pub mod tcpinfo;
@@ -144,6 +145,11 @@ pub async fn serve(
         })
     };
 
+    let heartbeats = tokio::spawn(registration::heartbeat_loop(
+        state.clone(),
+        shutdown.clone(),
+    ));
+
     let mut accept_loops = Vec::new();
     for listener in listeners {
         let (router, connections, builder) = (router.clone(), connections.clone(), builder.clone());
@@ -205,6 +211,7 @@ pub async fn serve(
         let _ = accept_loop.await;
     }
     let _ = reaper.await;
+    let _ = heartbeats.await;
     connections.close();
     if tokio::time::timeout(grace, connections.wait())
         .await

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ispeed_proto::ErrorCode;
 
 /// Process-wide counters of one test point (owned by its state, not global).
-#[derive(Default)]
 pub struct Metrics {
     pub sessions_created: AtomicU64,
     pub sessions_rejected: AtomicU64,
@@ -20,6 +19,22 @@ pub struct Metrics {
     /// Streams the server cut off: time limit, byte budget or session end.
     pub streams_cut_off: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            sessions_created: AtomicU64::new(0),
+            sessions_rejected: AtomicU64::new(0),
+            sessions_finished: AtomicU64::new(0),
+            sessions_expired: AtomicU64::new(0),
+            bytes_download: AtomicU64::new(0),
+            bytes_upload: AtomicU64::new(0),
+            streams_closed_by_client: AtomicU64::new(0),
+            streams_cut_off: AtomicU64::new(0),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 impl Metrics {

@@ -5,16 +5,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ispeed_proto::receipt::encode_public_key;
+use ispeed_proto::receipt::{decode_public_key, encode_public_key};
+use ispeed_proto::registry::{AccessClaims, AccessMode, RegistrationStatus};
 use ispeed_proto::wire::Finished;
-use ispeed_proto::{ErrorCode, SigningKey};
+use ispeed_proto::{ErrorCode, SigningKey, VerifyingKey};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::error::ApiFailure;
 use crate::metrics::Metrics;
 use crate::payload::PayloadPool;
-use crate::session::Session;
+use crate::session::{unix_ms, Session};
 
 /// How long a finished or expired session is remembered, so that late
 /// requests get `session_finished`/`session_expired` rather than `unknown_session`.
@@ -43,6 +44,13 @@ pub struct Inner {
     /// Addresses actually bound (ports resolved), for advertising URLs.
     pub bound: Vec<SocketAddr>,
     sessions: Mutex<HashMap<String, Entry>>,
+    /// The key whose access tokens this test point accepts: pinned in the
+    /// config, or learnt from the collector's heartbeat answer.
+    collector_key: Mutex<Option<VerifyingKey>>,
+    /// Nonces of accepted tokens, with their expiry: each is accepted once.
+    used_nonces: Mutex<HashMap<String, u64>>,
+    /// What the collector last said of this test point.
+    registration: Mutex<Option<RegistrationStatus>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -60,8 +68,15 @@ impl AppState {
         bound: Vec<SocketAddr>,
         shutdown: CancellationToken,
     ) -> AppState {
+        let collector_key = config
+            .collector_key
+            .as_deref()
+            .and_then(|k| decode_public_key(k).ok());
         AppState(Arc::new(Inner {
             public_key: encode_public_key(&key.verifying_key()),
+            collector_key: Mutex::new(collector_key),
+            used_nonces: Mutex::new(HashMap::new()),
+            registration: Mutex::new(None),
             config,
             key,
             payload,
@@ -74,6 +89,70 @@ impl AppState {
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a client: checks its access token when this test point
+    /// requires one (consuming the token only if a session is created), then
+    /// creates the session unless the test point is full.
+    pub fn admit(
+        &self,
+        token: Option<&str>,
+        client_addr: SocketAddr,
+        now_ms: u64,
+    ) -> Result<Arc<Session>, ApiFailure> {
+        if self.config.access == AccessMode::Open {
+            return self.create_session(client_addr);
+        }
+        let token = token.ok_or_else(|| {
+            ApiFailure::new(
+                ErrorCode::TokenMissing,
+                "this test point admits only clients sent by its collector: \
+                 get an access token from the collector's /api/v1/locate",
+            )
+        })?;
+        let key = lock(&self.collector_key).ok_or_else(|| {
+            ApiFailure::new(
+                ErrorCode::TokenInvalid,
+                "this test point does not know its collector's key yet",
+            )
+        })?;
+        let claims = AccessClaims::verify(token, &key, &self.config.test_point_id, now_ms)
+            .map_err(|r| ApiFailure::new(r.code, r.message))?;
+        {
+            let mut used = lock(&self.used_nonces);
+            if used.contains_key(&claims.nonce) {
+                return Err(ApiFailure::new(
+                    ErrorCode::TokenReused,
+                    "this access token was used before; ask the collector for a new one",
+                ));
+            }
+            used.insert(claims.nonce.clone(), claims.exp_ms);
+        }
+        self.create_session(client_addr).inspect_err(|_| {
+            // Not admitted: the client may retry with the same token.
+            lock(&self.used_nonces).remove(&claims.nonce);
+        })
+    }
+
+    /// The collector key tokens are checked with.
+    pub fn collector_key(&self) -> Option<VerifyingKey> {
+        *lock(&self.collector_key)
+    }
+
+    /// Learns the collector's key from its heartbeat answer, unless one is
+    /// pinned in the config (a pinned key is never replaced).
+    pub fn learn_collector_key(&self, key: VerifyingKey) {
+        if self.config.collector_key.is_none() {
+            *lock(&self.collector_key) = Some(key);
+        }
+    }
+
+    pub fn set_registration(&self, status: RegistrationStatus) {
+        *lock(&self.registration) = Some(status);
+    }
+
+    pub fn registration(&self) -> Option<RegistrationStatus> {
+        *lock(&self.registration)
     }
 
     /// Creates a session unless the test point is full.
@@ -202,6 +281,9 @@ impl AppState {
         self.metrics
             .sessions_expired
             .fetch_add(expired_now, std::sync::atomic::Ordering::Relaxed);
+        // An expired token is refused as expired; its nonce need not be kept.
+        let now_ms = unix_ms();
+        lock(&self.used_nonces).retain(|_, exp_ms| *exp_ms > now_ms);
     }
 
     /// Live sessions and their active streams.
@@ -217,6 +299,10 @@ impl AppState {
         let streams = live.iter().map(|s| u64::from(s.active_streams())).sum();
         (live.len(), streams)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn expired(id: &str) -> ApiFailure {

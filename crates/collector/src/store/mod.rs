@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ispeed_analytics::Level;
+use ispeed_proto::registry::{AccessMode, RegistrationStatus, TestPointClass};
 use ispeed_proto::results::{
     Access, ClientInfo, ClientMetrics, ImplausibleReason, Location, PlaceSource, PublishedMetrics,
     ResultStatus, StoredResult,
@@ -54,6 +55,8 @@ pub struct NewResult {
     pub receipt: String,
     /// Campaign tag (`?src=`), validated by [`ispeed_proto::results::valid_source`].
     pub source: Option<String>,
+    /// The class its test point declared (VNIX, on-net, cloud, abroad).
+    pub test_point_class: Option<TestPointClass>,
 }
 
 impl NewResult {
@@ -96,6 +99,7 @@ impl NewResult {
             reasons: self.reasons.clone(),
             counted,
             source: self.source.clone(),
+            test_point_class: self.test_point_class,
         }
     }
 }
@@ -160,7 +164,9 @@ pub struct CountedValues {
     pub latency_ms: Option<f64>,
 }
 
-/// A test point whose receipts the collector accepts.
+/// A test point the collector knows: approved in the config file, or
+/// registered by its own signed heartbeats and then approved (or revoked)
+/// by an admin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestPointRecord {
     pub id: String,
@@ -172,7 +178,64 @@ pub struct TestPointRecord {
     pub province_code: Option<String>,
     /// Physical upper bound of any rate it can measure.
     pub line_rate_mbps: f64,
-    pub approved: bool,
+    pub status: RegistrationStatus,
+    /// Listed in the config file (approved at every start unless revoked).
+    pub configured: bool,
+    /// What its last registering heartbeat declared; `None` for a test
+    /// point known only from the config file.
+    pub details: Option<TestPointDetails>,
+    pub registered_at_ms: Option<u64>,
+    pub approved_at_ms: Option<u64>,
+    pub revoked_at_ms: Option<u64>,
+}
+
+impl TestPointRecord {
+    /// An approved test point from the config file (or the local one).
+    pub fn configured(
+        id: String,
+        public_key: String,
+        url: String,
+        line_rate_mbps: f64,
+    ) -> TestPointRecord {
+        TestPointRecord {
+            id,
+            public_key,
+            url,
+            name: None,
+            province_code: None,
+            line_rate_mbps,
+            status: RegistrationStatus::Approved,
+            configured: true,
+            details: None,
+            registered_at_ms: None,
+            approved_at_ms: None,
+            revoked_at_ms: None,
+        }
+    }
+
+    pub fn approved(&self) -> bool {
+        self.status == RegistrationStatus::Approved
+    }
+
+    pub fn class(&self) -> Option<TestPointClass> {
+        self.details.as_ref().map(|d| d.class)
+    }
+}
+
+/// The declared, slowly changing part of a heartbeat, kept with the record
+/// (load and liveness live in memory only).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestPointDetails {
+    pub class: TestPointClass,
+    pub operator: String,
+    pub asn: Option<u32>,
+    pub ipv4_url: Option<String>,
+    pub ipv6_url: Option<String>,
+    pub ward_code: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub access: AccessMode,
+    pub max_sessions: u32,
 }
 
 /// Counts after `rebuild-rollups`.

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
 use async_trait::async_trait;
+use ispeed_proto::registry::{RegistrationStatus, TestPointClass};
 use ispeed_proto::results::{
     Access, ClientInfo, ClientKind, ImplausibleReason, PlaceSource, PublishedMetrics, ResultStatus,
     StoredResult,
@@ -46,6 +47,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Code(redact_stored_receipts),
     // 4: the campaign tag (`source`) of web results.
     Migration::Sql(include_str!("../../migrations/sqlite/0004_source.sql")),
+    // 5: registration status of test points, and each result's test-point class.
+    Migration::Sql(include_str!("../../migrations/sqlite/0005_registry.sql")),
 ];
 /// Read-only connections kept for queries.
 const READERS: usize = 4;
@@ -134,7 +137,7 @@ fn query_months(query: &CellQuery) -> Vec<i32> {
 enum Job {
     Insert(Vec<NewResult>, Reply<Vec<InsertOutcome>>),
     Rebuild(Reply<RebuildReport>),
-    UpsertTestPoint(TestPointRecord, Reply<()>),
+    UpsertTestPoint(Box<TestPointRecord>, Reply<()>),
     DeviceKey(Reply<[u8; 32]>),
 }
 
@@ -902,9 +905,10 @@ fn insert_one(
             device_hash, client_kind, client_version, access, access_kind, test_point_id,
             session_id, ip_version, client_net, asn, isp, location, ward_chosen,
             province_code, ward_code, place_source, download_mbps, upload_mbps, latency_ms,
-            jitter_ms, ipv6_capable, client_metrics, status, reasons, counted, receipt, source)
+            jitter_ms, ipv6_capable, client_metrics, status, reasons, counted, receipt, source,
+            test_point_class)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
     )
     .map_err(db_error)?
     .execute(params![
@@ -940,6 +944,7 @@ fn insert_one(
         counted,
         result.receipt,
         result.source,
+        result.test_point_class.map(TestPointClass::as_str),
     ])
     .map_err(db_error)?;
     if counted {
@@ -982,7 +987,7 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError
 const STORED_COLUMNS: &str = "result_id, received_at_ms, measured_at_ms, client_kind,
     client_version, access, test_point_id, ip_version, asn, isp, province_code, ward_code,
     place_source, download_mbps, upload_mbps, latency_ms, jitter_ms, ipv6_capable, status,
-    reasons, counted, device_hash, body_hash, source";
+    reasons, counted, device_hash, body_hash, source, test_point_class";
 
 fn stored_from_row(row: &Row<'_>, first: usize) -> Result<StoredRow, StoreError> {
     let get_str = |i: usize| -> Result<String, StoreError> { row.get(first + i).map_err(db_error) };
@@ -1021,6 +1026,11 @@ fn stored_from_row(row: &Row<'_>, first: usize) -> Result<StoredRow, StoreError>
         reasons,
         counted: row.get(first + 20).map_err(db_error)?,
         source: row.get(first + 23).map_err(db_error)?,
+        test_point_class: row
+            .get::<_, Option<String>>(first + 24)
+            .map_err(db_error)?
+            .map(|c| TestPointClass::parse(&c).ok_or_else(|| corrupt("unknown test point class")))
+            .transpose()?,
     };
     let body_hash: Vec<u8> = row.get(first + 22).map_err(db_error)?;
     Ok(StoredRow {
@@ -1042,11 +1052,16 @@ fn upsert_test_point(connection: &Connection, tp: &TestPointRecord) -> Result<()
         .map_err(db_error)?;
     connection
         .execute(
-            "INSERT INTO test_points (id, public_key, url, name, province_code, line_rate_mbps, approved)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO test_points (id, public_key, url, name, province_code, line_rate_mbps,
+                 approved, status, configured, details, registered_at_ms, approved_at_ms,
+                 revoked_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (id) DO UPDATE SET public_key = excluded.public_key, url = excluded.url,
                  name = excluded.name, province_code = excluded.province_code,
-                 line_rate_mbps = excluded.line_rate_mbps, approved = excluded.approved",
+                 line_rate_mbps = excluded.line_rate_mbps, approved = excluded.approved,
+                 status = excluded.status, configured = excluded.configured,
+                 details = excluded.details, registered_at_ms = excluded.registered_at_ms,
+                 approved_at_ms = excluded.approved_at_ms, revoked_at_ms = excluded.revoked_at_ms",
             params![
                 tp.id,
                 tp.public_key,
@@ -1054,11 +1069,43 @@ fn upsert_test_point(connection: &Connection, tp: &TestPointRecord) -> Result<()
                 tp.name,
                 tp.province_code,
                 tp.line_rate_mbps,
-                tp.approved
+                tp.approved(),
+                tp.status.as_str(),
+                tp.configured,
+                tp.details.as_ref().map(json),
+                tp.registered_at_ms.map(|t| t as i64),
+                tp.approved_at_ms.map(|t| t as i64),
+                tp.revoked_at_ms.map(|t| t as i64),
             ],
         )
         .map_err(db_error)?;
     Ok(())
+}
+
+fn test_point_from_row(row: &Row<'_>) -> Result<TestPointRecord, StoreError> {
+    let get_ms = |i: usize| -> Result<Option<u64>, StoreError> {
+        Ok(row
+            .get::<_, Option<i64>>(i)
+            .map_err(db_error)?
+            .map(|t| t as u64))
+    };
+    let status: String = row.get(6).map_err(db_error)?;
+    let details: Option<String> = row.get(8).map_err(db_error)?;
+    Ok(TestPointRecord {
+        id: row.get(0).map_err(db_error)?,
+        public_key: row.get(1).map_err(db_error)?,
+        url: row.get(2).map_err(db_error)?,
+        name: row.get(3).map_err(db_error)?,
+        province_code: row.get(4).map_err(db_error)?,
+        line_rate_mbps: row.get(5).map_err(db_error)?,
+        status: RegistrationStatus::parse(&status)
+            .ok_or_else(|| corrupt("unknown registration status"))?,
+        configured: row.get(7).map_err(db_error)?,
+        details: details.as_deref().map(from_json).transpose()?,
+        registered_at_ms: get_ms(9)?,
+        approved_at_ms: get_ms(10)?,
+        revoked_at_ms: get_ms(11)?,
+    })
 }
 
 fn device_key(connection: &Connection) -> Result<[u8; 32], StoreError> {
@@ -1202,7 +1249,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_test_point(&self, test_point: TestPointRecord) -> Result<(), StoreError> {
-        self.ask(|reply| Job::UpsertTestPoint(test_point, reply))
+        self.ask(|reply| Job::UpsertTestPoint(Box::new(test_point), reply))
             .await
     }
 
@@ -1210,24 +1257,17 @@ impl Store for SqliteStore {
         self.read(|connection| {
             let mut statement = connection
                 .prepare(
-                    "SELECT id, public_key, url, name, province_code, line_rate_mbps, approved
+                    "SELECT id, public_key, url, name, province_code, line_rate_mbps, status,
+                         configured, details, registered_at_ms, approved_at_ms, revoked_at_ms
                      FROM test_points ORDER BY id",
                 )
                 .map_err(db_error)?;
-            let rows = statement
-                .query_map([], |row| {
-                    Ok(TestPointRecord {
-                        id: row.get(0)?,
-                        public_key: row.get(1)?,
-                        url: row.get(2)?,
-                        name: row.get(3)?,
-                        province_code: row.get(4)?,
-                        line_rate_mbps: row.get(5)?,
-                        approved: row.get(6)?,
-                    })
-                })
-                .map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+            let mut rows = statement.query([]).map_err(db_error)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(db_error)? {
+                out.push(test_point_from_row(row)?);
+            }
+            Ok(out)
         })
         .await
     }
