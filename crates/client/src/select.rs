@@ -246,6 +246,36 @@ enum RunError {
     Fatal(ClientError),
 }
 
+/// Runs the test on the candidates of `located` in the given order (no
+/// RTT probing, no waiting): for callers that choose the order themselves.
+pub async fn try_in_order(
+    test: &TestOptions,
+    located: &Located,
+    order: &[usize],
+    events: Option<mpsc::UnboundedSender<Event>>,
+) -> Result<(TestResult, Selection), ClientError> {
+    let rtts = vec![None; located.candidates.len()];
+    let mut attempts = Vec::new();
+    match run_in_order(
+        test,
+        located,
+        order,
+        &rtts,
+        &mut attempts,
+        &events,
+        Instant::now(),
+    )
+    .await
+    {
+        Ok(done) => Ok(done),
+        Err(RunError::Fatal(error)) => Err(error),
+        Err(RunError::AllBusy) => Err(ClientError::NoCapacity(format!(
+            "none of {} candidates took the test: {attempts:?}",
+            order.len()
+        ))),
+    }
+}
+
 /// Tries the candidates in `order`: an admission failure moves on to the
 /// next; a test point lost mid-test is retried on the next one once.
 async fn run_in_order(

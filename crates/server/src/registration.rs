@@ -15,7 +15,7 @@ use ispeed_proto::receipt::decode_public_key;
 use ispeed_proto::registry::{
     paths, Capacity, Heartbeat, HeartbeatAck, HeartbeatRequest, Load, RegistrationStatus,
 };
-use ispeed_proto::ErrorBody;
+use ispeed_proto::{ErrorBody, ErrorCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Registration;
@@ -53,6 +53,15 @@ pub async fn heartbeat_loop(state: AppState, shutdown: CancellationToken) {
                         if last_status != Some(ack.status) {
                             tracing::info!(status = ack.status.as_str(), collector = %registration.collector_url, "registration");
                             last_status = Some(ack.status);
+                        }
+                    }
+                    Err(HeartbeatError::Refused { code, message, .. })
+                        if code == ErrorCode::TestPointRevoked.as_str() =>
+                    {
+                        state.set_registration(RegistrationStatus::Revoked);
+                        if last_status != Some(RegistrationStatus::Revoked) {
+                            tracing::error!(collector = %registration.collector_url, %message, "this test point's key was revoked: nothing it measures counts any more");
+                            last_status = Some(RegistrationStatus::Revoked);
                         }
                     }
                     Err(error) => {
