@@ -634,3 +634,86 @@ async fn the_client_moves_on_from_a_dead_or_full_test_point() {
     }
     assert!(excluded, "locate kept offering a test point at 100 % load");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_at_a_test_point_of_fifty_are_all_served_or_redirected() {
+    const CLIENTS: usize = 200;
+    const BUDGET: Duration = Duration::from_secs(30);
+    let dir = Dir::new("admission");
+    let collector = start_collector(dir.path()).await;
+    let token = admin_token(dir.path());
+    let mut near = Spec::new("tp-near");
+    near.max_sessions = 50;
+    let near = start_test_point(dir.path(), &collector.url, near);
+    let mut others = Vec::new();
+    for id in ["tp-far-1", "tp-far-2"] {
+        let mut spec = Spec::new(id);
+        spec.max_sessions = 100;
+        spec.location = (10.78, 106.70);
+        others.push(start_test_point(dir.path(), &collector.url, spec));
+    }
+    for id in ["tp-near", "tp-far-1", "tp-far-2"] {
+        wait_registered(&collector, &token, id).await;
+        assert_eq!(admin(&collector, &token, id, "approve").await.0, 200);
+    }
+
+    // Every client is sent to the near one first (no RTT probe: locate's order).
+    let mut select = SelectOptions::new(&collector.url);
+    select.query = "lat=21.03&lon=105.85".into();
+    select.admission_budget = BUDGET;
+    select.probe_budget = Duration::ZERO;
+    let mut test = quick_test();
+    test.streams = Some(1);
+    test.upload = false;
+    let started = std::time::Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (test, select) = (test.clone(), select.clone());
+            tokio::spawn(async move {
+                let began = std::time::Instant::now();
+                let outcome = ispeed_client::locate_and_run(&test, &select, None).await;
+                (outcome.map(|(_, selection)| selection), began.elapsed())
+            })
+        })
+        .collect();
+    let mut served: std::collections::BTreeMap<String, usize> = Default::default();
+    let (mut redirected, mut rejected_at_near, mut longest_wait, mut longest) =
+        (0, 0, 0u64, Duration::ZERO);
+    for client in clients {
+        let (outcome, took) = client.await.unwrap();
+        let selection = outcome.expect("every client is served");
+        *served.entry(selection.test_point_id.clone()).or_default() += 1;
+        redirected += usize::from(selection.attempts.len() > 1);
+        rejected_at_near += selection
+            .attempts
+            .iter()
+            .filter(|a| a.test_point_id == "tp-near" && a.outcome == AttemptOutcome::OverCapacity)
+            .count();
+        longest_wait = longest_wait.max(selection.admission_wait_ms);
+        longest = longest.max(took);
+    }
+    println!(
+        "{CLIENTS} clients in {:.1} s: served {served:?}, {redirected} redirected, \
+         {rejected_at_near} refused by tp-near, longest wait for admission {longest_wait} ms, \
+         longest client {:.1} s",
+        started.elapsed().as_secs_f64(),
+        longest.as_secs_f64()
+    );
+    assert_eq!(served.values().sum::<usize>(), CLIENTS);
+    assert!(served["tp-near"] <= CLIENTS - rejected_at_near);
+    assert!(rejected_at_near >= 100, "most clients found tp-near full");
+    assert!(Duration::from_millis(longest_wait) <= BUDGET);
+    // The test point counted every refusal it sent.
+    let (_, metrics) = get(&near.url, "/metrics").await.unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
+    let rejected: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ispeed_sessions_rejected_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(rejected, rejected_at_near, "{metrics}");
+    assert!(metrics.contains(&format!(
+        "ispeed_errors_total{{code=\"over_capacity\"}} {rejected}"
+    )));
+}
