@@ -126,6 +126,10 @@ struct TestArgs {
     /// point with room (full ones answer 503), in seconds.
     #[arg(long, default_value_t = 30.0, value_name = "S")]
     wait_seconds: f64,
+    /// With --collector and no --server: time for measuring the candidates'
+    /// RTTs; 0 keeps the collector's order.
+    #[arg(long, default_value_t = ispeed_proto::registry::SELECTION_PROBE_BUDGET_MS, value_name = "MS")]
+    probe_ms: u64,
 }
 
 #[derive(Args)]
@@ -268,8 +272,14 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     let (outcome, delivery, selection) = runtime.block_on(async {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let progress = (!args.json).then(|| tokio::spawn(render::progress(receiver)));
-        let events = (!args.json).then_some(sender);
+        // JSON keeps stdout to one object; the choice of test point still
+        // goes to stderr, so a failover is never silent.
+        let progress = if args.json {
+            tokio::spawn(render::notices(receiver))
+        } else {
+            tokio::spawn(render::progress(receiver))
+        };
+        let events = Some(sender);
         let mut expected_key = None;
         let mut selection = None;
         let result = match (&reporter, &args.server) {
@@ -278,6 +288,7 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
                 let mut select = SelectOptions::new(reporter.collector());
                 select.query = reporter.locate_query(options.family);
                 select.admission_budget = std::time::Duration::from_secs_f64(args.wait_seconds);
+                select.probe_budget = std::time::Duration::from_millis(args.probe_ms);
                 ispeed_client::locate_and_run(&options, &select, events)
                     .await
                     .map(|(result, chosen)| {
@@ -299,9 +310,7 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             }
             (None, None) => unreachable!("clap requires --server or --collector"),
         };
-        if let Some(progress) = progress {
-            let _ = progress.await;
-        }
+        let _ = progress.await;
         let delivery = match (&result, &reporter) {
             (Ok(result), Some(reporter)) => {
                 Some(reporter.deliver(result, expected_key.as_deref()).await)

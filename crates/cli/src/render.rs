@@ -28,29 +28,50 @@ pub async fn progress(mut events: UnboundedReceiver<Event>) {
                 phase_name(phase)
             )),
             Event::Probe { .. } => {}
-            Event::Selected {
-                id,
-                url,
-                rtt_ms,
-                on_net,
-            } => bar.println(format!(
-                "test point {id} ({url}){}{}",
-                rtt_ms.map_or_else(String::new, |r| format!(", RTT {r:.1} ms")),
-                if on_net {
-                    ", in your ISP's network"
-                } else {
-                    ""
+            Event::Selected { .. } | Event::Failover { .. } => {
+                if let Some(line) = notice(&event) {
+                    bar.println(line);
                 }
-            )),
-            Event::Failover { from, reason, to } => bar.println(match to {
-                Some(next) => {
-                    format!("test point {from} cannot take the test ({reason}); trying {next}")
-                }
-                None => format!("test point {from} cannot take the test ({reason})"),
-            }),
+            }
         }
     }
     bar.finish_and_clear();
+}
+
+/// Prints only the choice of test point and failovers, on stderr (JSON mode).
+pub async fn notices(mut events: UnboundedReceiver<Event>) {
+    while let Some(event) = events.recv().await {
+        if let Some(line) = notice(&event) {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// The line telling the user which test point runs the test, or why one could not.
+fn notice(event: &Event) -> Option<String> {
+    match event {
+        Event::Selected {
+            id,
+            url,
+            rtt_ms,
+            on_net,
+        } => Some(format!(
+            "test point {id} ({url}){}{}",
+            rtt_ms.map_or_else(String::new, |r| format!(", RTT {r:.1} ms")),
+            if *on_net {
+                ", in your ISP's network"
+            } else {
+                ""
+            }
+        )),
+        Event::Failover { from, reason, to } => Some(match to {
+            Some(next) => {
+                format!("test point {from} cannot take the test ({reason}); trying {next}")
+            }
+            None => format!("test point {from} cannot take the test ({reason})"),
+        }),
+        _ => None,
+    }
 }
 
 fn phase_name(phase: Phase) -> &'static str {
