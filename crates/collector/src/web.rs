@@ -532,6 +532,7 @@ async fn test_page_response(
         &TestPage {
             test_points: &choices,
             submit_url: Some(ispeed_proto::results::paths::RESULTS),
+            locate_url: Some(ispeed_proto::registry::paths::LOCATE),
             units_url: Some(ispeed_proto::results::paths::UNITS),
             provinces: &provinces,
             source: source.as_deref(),

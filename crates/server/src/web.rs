@@ -178,6 +178,7 @@ async fn test_page(RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
         &TestPage {
             test_points: &points,
             submit_url: None,
+            locate_url: None,
             units_url: None,
             provinces: &[],
             source: None,

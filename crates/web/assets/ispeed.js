@@ -144,14 +144,21 @@
   // ---- the engine ---------------------------------------------------------
   // events(kind, data): "phase" {phase}, "progress" {phase, mbps, elapsed},
   // "probe" {phase, rttMs}.
-  function runTest(base, events) {
+  // A failure before the session exists marks the error `admission`: the
+  // next candidate may take the test (spec/registry.md §5).
+  function runTest(base, events, token) {
     var root = absolute(base);
     var st = { root: root, sessionPath: null, httpRtts: {}, idle: [] };
     var info, created;
+    var session = { client_kind: "web", client_version: VERSION };
+    if (token) session.access_token = token;
     return request(root + "/v1/info").then(function (i) {
       info = i;
       if (info.protocol !== "ispeed/1") throw new ApiError("protocol", "unsupported protocol " + info.protocol);
-      return postJSON(root + "/v1/sessions", { client_kind: "web", client_version: VERSION });
+      return postJSON(root + "/v1/sessions", session);
+    }).then(null, function (error) {
+      if (error && typeof error === "object") error.admission = true;
+      throw error;
     }).then(function (c) {
       created = c;
       st.sessionPath = root + "/v1/sessions/" + created.session_id;
@@ -479,27 +486,71 @@
     pending().forEach(function (body) { submit(body).catch(function () { /* next time */ }); });
   }
 
-  function chooseTestPoint() {
-    var points = cfg.testPoints.length ? cfg.testPoints : [{ id: "", url: "", name: location.host }];
-    if (points.length === 1) return Promise.resolve(points[0]);
+  // The lowest of three /v1/info round trips to a test point (ms), or Infinity.
+  function probe(url) {
+    var best = Infinity, i = 0;
+    function once() {
+      if (i++ >= 3) return Promise.resolve(best);
+      var t0 = performance.now();
+      return request(absolute(url) + "/v1/info", {}, 1000).then(function () {
+        best = Math.min(best, performance.now() - t0);
+        return once();
+      }, function () { return best; });
+    }
+    return once();
+  }
+
+  // Test points in the order to try them: the collector's locate candidates
+  // (with access tokens) ordered by measured RTT, an on-net one of the
+  // user's own ISP first when within 20 % of the best (the CLI's rule);
+  // without a collector, the page's own list.
+  function chooseTestPoints() {
     $("phase").textContent = T.choosing;
-    // The lowest of three /v1/info round trips per test point.
-    return Promise.all(points.map(function (p) {
-      var best = Infinity, i = 0;
-      function once() {
-        if (i++ >= 3) return Promise.resolve(best);
-        var t0 = performance.now();
-        return request(absolute(p.url) + "/v1/info", {}, 2000).then(function () {
-          best = Math.min(best, performance.now() - t0);
-          return once();
-        }, function () { return best; });
-      }
-      return once();
-    })).then(function (rtts) {
-      var bestIndex = 0;
-      rtts.forEach(function (r, i) { if (r < rtts[bestIndex]) bestIndex = i; });
-      return points[bestIndex];
+    var listed = function () {
+      return cfg.testPoints.length ? cfg.testPoints : [{ id: "", url: "", name: location.host }];
+    };
+    var located = cfg.locateUrl ? request(cfg.locateUrl + (place.location
+      ? "?lat=" + place.location.lat + "&lon=" + place.location.lon : "")).then(function (body) {
+        return body.candidates.map(function (c) {
+          return { id: c.id, url: c.url === "/" ? "" : c.url, name: c.name || c.operator, token: c.token, onNet: c.on_net };
+        });
+      }, function () { return listed(); }) : Promise.resolve(listed());
+    return located.then(function (points) {
+      if (points.length === 1) return points;
+      return Promise.all(points.map(function (p) { return probe(p.url); })).then(function (rtts) {
+        var order = points.map(function (_, i) { return i; });
+        order.sort(function (a, b) { return rtts[a] - rtts[b] || a - b; });
+        var best = rtts[order[0]];
+        for (var k = 0; k < order.length; k++) {
+          var i = order[k];
+          if (points[i].onNet && isFinite(rtts[i]) && rtts[i] <= best * 1.2) {
+            order.splice(k, 1);
+            order.unshift(i);
+            break;
+          }
+        }
+        return order.map(function (i) { return points[i]; });
+      });
     });
+  }
+
+  // Runs the test on the first candidate that takes it: admission failures
+  // move on, and a test point lost mid-test is retried on the next one once.
+  function runOnCandidates(points, events, chosen) {
+    var lostOnce = false;
+    function attempt(k) {
+      var point = points[k];
+      chosen(point);
+      return runTest(point.url, events, point.token).then(null, function (error) {
+        var lost = !error.admission && (!(error instanceof ApiError) || error.status >= 500);
+        var retry = k + 1 < points.length && (error.admission || (lost && !lostOnce));
+        if (!retry) throw error;
+        if (lost) lostOnce = true;
+        $("phase").textContent = T.failover;
+        return attempt(k + 1);
+      });
+    }
+    return attempt(0);
   }
 
   function showResult(result, point) {
@@ -533,16 +584,15 @@
     var point;
     var phaseName = { latency: T.latency, download: T.download, upload: T.upload };
     window.ispeedState = { status: "running" };
-    chooseTestPoint().then(function (p) {
-      point = p;
-      return runTest(p.url, function (kind, data) {
+    chooseTestPoints().then(function (points) {
+      return runOnCandidates(points, function (kind, data) {
         if (kind === "phase") $("phase").textContent = phaseName[data.phase] || "";
         if (kind === "progress") {
           setGauge(data.mbps);
           graph[data.phase].push([data.elapsed, data.mbps]);
           drawGraph();
         }
-      });
+      }, function (p) { point = p; });
     }).then(function (result) {
       showResult(result, point);
       window.ispeedState = { status: "measured", result: result };

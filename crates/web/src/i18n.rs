@@ -145,6 +145,8 @@ pub struct Text {
     pub copied: &'static str,
     pub error_test: &'static str,
     pub error_busy: &'static str,
+    /// Shown when a test point refuses the test and the next one is tried.
+    pub failover: &'static str,
     pub measured_by_server: &'static str,
     pub no_javascript: &'static str,
 

@@ -212,6 +212,9 @@ pub struct TestPage<'a> {
     pub test_points: &'a [TestPointChoice<'a>],
     /// `POST` URL of the collector's results API; `None` on a bare test point.
     pub submit_url: Option<&'a str>,
+    /// The collector's locate API (candidates with access tokens); `None`
+    /// on a bare test point, which tests against itself.
+    pub locate_url: Option<&'a str>,
     /// Units API for the ward picker; `None` without a collector.
     pub units_url: Option<&'a str>,
     pub provinces: &'a [ProvinceChoice<'a>],
@@ -233,6 +236,7 @@ pub fn test_page(lang: Lang, page: &TestPage<'_>) -> String {
             "id": p.id, "url": p.url, "name": p.name,
         })).collect::<Vec<_>>(),
         "submitUrl": page.submit_url,
+        "locateUrl": page.locate_url,
         "unitsUrl": page.units_url,
         "source": page.source,
         "autostart": page.autostart,
@@ -393,7 +397,7 @@ fn script_text(t: &Text) -> serde_json::Value {
         "yes": t.yes, "no": t.no, "unknown": t.unknown,
         "saved": t.result_saved, "pending": t.result_pending, "rejected": t.result_rejected,
         "notCounted": t.result_not_counted, "copied": t.copied,
-        "error": t.error_test, "busy": t.error_busy,
+        "error": t.error_test, "busy": t.error_busy, "failover": t.failover,
         "locationOk": t.location_ok, "locationDenied": t.location_denied,
     })
 }
@@ -432,6 +436,7 @@ mod tests {
         let page = TestPage {
             test_points: &[],
             submit_url: Some("/api/v1/results"),
+            locate_url: Some("/api/v1/locate"),
             units_url: Some("/api/v1/units"),
             provinces: &[ProvinceChoice {
                 code: "01",

@@ -68,6 +68,7 @@ pub(super) const TEXT: Text = Text {
     copied: "Copied",
     error_test: "The test did not complete",
     error_busy: "The test point is busy; try again in a few seconds.",
+    failover: "The test point cannot take the test; trying the next one",
     measured_by_server: "Rates counted and signed by the test point.",
     no_javascript: "The browser test needs JavaScript. The statistics work without it.",
 

@@ -68,6 +68,7 @@ pub(super) const TEXT: Text = Text {
     copied: "Đã sao chép",
     error_test: "Phép đo không hoàn thành",
     error_busy: "Máy chủ đo đang bận; hãy thử lại sau ít giây.",
+    failover: "Máy chủ đo không nhận phép đo; đang thử máy chủ tiếp theo",
     measured_by_server: "Tốc độ do máy chủ đo đếm và ký xác nhận.",
     no_javascript: "Cần bật JavaScript để đo tốc độ trong trình duyệt. Bạn vẫn xem được thống kê.",
 
