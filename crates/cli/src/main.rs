@@ -215,8 +215,13 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let config = raw.resolve()?;
     let runtime = runtime()?;
     runtime.block_on(async {
-        let listeners = ispeed_server::bind(&config.listen)
-            .with_context(|| format!("cannot listen on {:?}", config.listen))?;
+        let listeners = if config.listen == ispeed_server::config::default_listen() {
+            ispeed_server::bind_dual_stack(&config.listen)
+        } else {
+            ispeed_server::bind(&config.listen)
+        };
+        let listeners =
+            listeners.with_context(|| format!("cannot listen on {:?}", config.listen))?;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {

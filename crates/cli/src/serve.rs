@@ -282,3 +282,21 @@ pub fn rebuild(args: RebuildArgs, runtime: tokio::runtime::Runtime) -> anyhow::R
         Ok(ExitCode::SUCCESS)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployment_example_is_a_valid_config() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/collector.toml");
+        let file = read_file(Some(&path)).unwrap();
+        let config = collector_config(&file, None).unwrap();
+        assert_eq!(config.data, Path::new("/var/lib/ispeed-collector"));
+        assert_eq!(
+            config.admin_token_file,
+            Path::new("/var/lib/ispeed-collector/admin-token")
+        );
+        assert!(file.test_point.unwrap().resolve().is_ok());
+    }
+}

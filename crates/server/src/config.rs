@@ -167,9 +167,7 @@ impl RawConfig {
         let default_budget = (line_rate_mbps * 1e6 / 8.0 * max_seconds * 2.0 * 1.1) as u64;
         Ok(ServerConfig {
             test_point_id,
-            listen: self
-                .listen
-                .unwrap_or_else(|| vec![SocketAddr::from(([0, 0, 0, 0], 8080))]),
+            listen: self.listen.unwrap_or_else(default_listen),
             key_file: self
                 .key_file
                 .unwrap_or_else(|| PathBuf::from("ispeed-test-point.key")),
@@ -186,6 +184,15 @@ impl RawConfig {
             registration,
         })
     }
+}
+
+/// Where a test point listens unless told otherwise: every IPv4 and IPv6
+/// address on port 8080.
+pub fn default_listen() -> Vec<SocketAddr> {
+    vec![
+        SocketAddr::from(([0, 0, 0, 0], 8080)),
+        SocketAddr::from(([0u16; 8], 8080)),
+    ]
 }
 
 /// Checked configuration of a test point.
@@ -230,5 +237,35 @@ pub struct Registration {
 impl Default for ServerConfig {
     fn default() -> Self {
         RawConfig::default().resolve().expect("defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployment_example_is_a_valid_config() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/test-point.toml");
+        let config = RawConfig::from_file(&path).unwrap().resolve().unwrap();
+        let registration = config.registration.expect("the example registers");
+        assert_eq!(registration.class, TestPointClass::OnNet);
+        assert_eq!(config.access, AccessMode::TokenRequired);
+        assert_eq!(config.listen, default_listen());
+    }
+
+    #[test]
+    fn token_required_needs_a_collector_to_trust() {
+        let raw = RawConfig {
+            access: Some(AccessMode::TokenRequired),
+            ..RawConfig::default()
+        };
+        assert!(raw.resolve().is_err());
+        let bad_id = RawConfig {
+            test_point_id: Some("Has Spaces".into()),
+            ..RawConfig::default()
+        };
+        assert!(bad_id.resolve().is_err());
     }
 }

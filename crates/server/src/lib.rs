@@ -76,6 +76,23 @@ pub fn bind(addresses: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
         .collect()
 }
 
+/// Binds the default dual-stack pair (`0.0.0.0` and `[::]` on one port),
+/// leaving IPv6 out with a warning on a host without it: a test point
+/// should answer on both families wherever it can.
+pub fn bind_dual_stack(addresses: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for address in addresses {
+        match bind(std::slice::from_ref(address)) {
+            Ok(mut bound) => listeners.append(&mut bound),
+            Err(error) if address.is_ipv6() => {
+                tracing::warn!(%address, %error, "no IPv6 listener: this test point answers on IPv4 only")
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(listeners)
+}
+
 /// Runs the test point on already bound listeners until `shutdown` is
 /// cancelled, then stops accepting, ends every session and waits up to the
 /// configured grace period for connections to close before closing the rest.
