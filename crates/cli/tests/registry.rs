@@ -717,3 +717,103 @@ async fn two_hundred_clients_at_a_test_point_of_fifty_are_all_served_or_redirect
         "ispeed_errors_total{{code=\"over_capacity\"}} {rejected}"
     )));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_point_lost_during_the_upload_keeps_its_signed_download_and_the_next_measures_the_upload(
+) {
+    let dir = Dir::new("midtest");
+    let collector = start_collector(dir.path()).await;
+    let token = admin_token(dir.path());
+    let lost = start_test_point(dir.path(), &collector.url, Spec::new("tp-lost"));
+    let _next = start_test_point(dir.path(), &collector.url, Spec::new("tp-next"));
+    for id in ["tp-lost", "tp-next"] {
+        wait_registered(&collector, &token, id).await;
+        assert_eq!(admin(&collector, &token, id, "approve").await.0, 200);
+    }
+    let (_, body) = locate(&collector, "").await;
+    let located: Located = serde_json::from_value(body).unwrap();
+    let index = |id: &str| located.candidates.iter().position(|c| c.id == id).unwrap();
+
+    // The first test point dies as soon as the upload starts.
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let killer = tokio::spawn(async move {
+        let mut lost = Some(lost);
+        let mut seen = Vec::new();
+        while let Some(event) = received.recv().await {
+            if event == ispeed_client::Event::Phase(ispeed_client::Phase::Upload) {
+                if let Some(tp) = lost.take() {
+                    tp.stop();
+                }
+            }
+            seen.push(event);
+        }
+        seen
+    });
+    let mut test = quick_test();
+    test.max_seconds = 2.0;
+    let (result, selection) = try_in_order(
+        &test,
+        &located,
+        &[index("tp-lost"), index("tp-next")],
+        Some(events),
+    )
+    .await
+    .unwrap();
+    let seen = killer.await.unwrap();
+    assert!(seen.iter().any(|e| matches!(e,
+        ispeed_client::Event::Failover { from, reason, .. }
+            if from == "tp-lost" && reason.contains("download is kept"))));
+    let outcomes: Vec<(String, AttemptOutcome)> = selection
+        .attempts
+        .iter()
+        .map(|a| (a.test_point_id.clone(), a.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("tp-lost".to_owned(), AttemptOutcome::Lost),
+            ("tp-next".to_owned(), AttemptOutcome::Tested),
+        ]
+    );
+    // The download is the lost test point's, signed at its checkpoint; the
+    // upload and the receipt are the next one's, which measured no download.
+    assert_eq!(result.server.id, "tp-next");
+    assert_eq!(result.download_server.as_ref().unwrap().id, "tp-lost");
+    assert!(result.receipt_payload.download.is_none());
+    assert!(result.download_mbps.unwrap() > 0.0 && result.upload_mbps.unwrap() > 0.0);
+    let checkpoint = result.download_receipt.clone().unwrap();
+
+    // The collector verifies both receipts and stores one result.
+    let submission = ispeed_client::build_submission(
+        &result,
+        "device-midtest",
+        Access::Unknown,
+        None,
+        None,
+        ClientKind::Cli,
+    );
+    let (status, stored) = post_result(&collector.url, &submission).await;
+    assert_eq!(status, 201, "{stored}");
+    assert_eq!(stored["test_point_id"], "tp-next");
+    assert_eq!(stored["download_test_point_id"], "tp-lost");
+    let published = stored["metrics"]["download_mbps"].as_f64().unwrap();
+    assert!((published - result.download_mbps.unwrap()).abs() < 1e-9);
+    // Neither session can back another result: the checkpoint again with
+    // another receipt, or the checkpoint as a result of its own.
+    let mut again = submission.clone();
+    again.result_id = uuid::Uuid::new_v4();
+    let (status, body) = post_result(&collector.url, &again).await;
+    assert_eq!((status, code(&body)), (409, "receipt_reused"));
+    let mut alone = submission.clone();
+    alone.result_id = uuid::Uuid::new_v4();
+    alone.receipt = checkpoint.clone();
+    alone.download_receipt = None;
+    let (status, body) = post_result(&collector.url, &alone).await;
+    assert_eq!((status, code(&body)), (409, "receipt_reused"));
+    // A final receipt with its own download cannot borrow a checkpoint's.
+    let mut doubled = submission;
+    doubled.result_id = uuid::Uuid::new_v4();
+    doubled.download_receipt = Some(doubled.receipt.clone());
+    let (status, body) = post_result(&collector.url, &doubled).await;
+    assert_eq!((status, code(&body)), (422, "impossible_value"));
+}

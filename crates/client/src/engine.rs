@@ -17,7 +17,7 @@ use ispeed_measure::throughput::{
 };
 use ispeed_measure::working::{LatencyTrend, WorkingConditions, WorkingConfig};
 use ispeed_proto::consts::{paths, IDLE_PROBES, LOADED_PROBE_INTERVAL_MS, PROTOCOL};
-use ispeed_proto::receipt::{decode_public_key, Receipt};
+use ispeed_proto::receipt::{decode_public_key, Receipt, ReceiptPayload};
 use ispeed_proto::wire::{
     ClientReport, CreateSession, Direction, Finish, Finished, Info, Live, Pong, SessionCreated,
 };
@@ -140,6 +140,52 @@ fn ms(duration: Duration) -> f64 {
 
 /// Runs a whole test against `options.server`.
 pub async fn run_test(options: &TestOptions, events: Events) -> Result<TestResult, ClientError> {
+    run_test_resuming(options, events, None)
+        .await
+        .map_err(|interrupted| interrupted.error)
+}
+
+/// What a test point that went away after the download had measured and
+/// signed: the download, backed by its checkpoint receipt, which another
+/// test point's upload can complete (spec/registry.md §6).
+#[derive(Debug, Clone)]
+pub struct Partial {
+    pub server: ServerRef,
+    /// The compact checkpoint receipt.
+    pub checkpoint: String,
+    /// Its payload, verified with `server.public_key`.
+    pub payload: ReceiptPayload,
+    download: DirectionOutcome,
+}
+
+/// A test that did not finish; `partial` holds the signed download when the
+/// test point went away after it.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub error: ClientError,
+    pub partial: Option<Box<Partial>>,
+    /// The test point had admitted the test (created its session).
+    pub admitted: bool,
+}
+
+impl From<ClientError> for Interrupted {
+    fn from(error: ClientError) -> Interrupted {
+        Interrupted {
+            error,
+            partial: None,
+            admitted: false,
+        }
+    }
+}
+
+/// Runs a test against `options.server`; with `resume`, the download is
+/// the one another test point measured and signed before it went away, and
+/// only latency and upload are measured here.
+pub async fn run_test_resuming(
+    options: &TestOptions,
+    events: Events,
+    resume: Option<&Partial>,
+) -> Result<TestResult, Interrupted> {
     let target = Target::parse(&options.server)?;
     let endpoint = target.resolve(options.family).await?;
     emit(&events, Event::Phase(Phase::Connecting));
@@ -149,7 +195,8 @@ pub async fn run_test(options: &TestOptions, events: Events) -> Result<TestResul
         return Err(ClientError::Protocol(format!(
             "test point speaks {}, this client {PROTOCOL}",
             info.protocol
-        )));
+        ))
+        .into());
     }
     let key = decode_public_key(&info.public_key)
         .map_err(|e| ClientError::Protocol(format!("test point key: {e}")))?;
@@ -165,153 +212,253 @@ pub async fn run_test(options: &TestOptions, events: Events) -> Result<TestResul
         )
         .await?;
     let session = created.session_id.clone();
-    let ipv6_check = tokio::spawn(check_ipv6(info.ipv6_url.clone(), endpoint.addr.is_ipv6()));
+    // From here on the test point has admitted the test: a failure is a
+    // test point lost mid-test, not one that would not take it.
+    let measured = async {
+        let ipv6_check = tokio::spawn(check_ipv6(info.ipv6_url.clone(), endpoint.addr.is_ipv6()));
 
-    emit(&events, Event::Phase(Phase::Latency));
-    let mut idle = Vec::with_capacity(IDLE_PROBES);
-    for _ in 0..IDLE_PROBES {
-        let started = Instant::now();
-        let _: Pong = control
-            .json(Method::GET, &paths::ping(&session), None::<&()>)
-            .await?;
-        let rtt = ms(started.elapsed());
-        idle.push(rtt);
-        emit(
-            &events,
-            Event::Probe {
-                phase: Phase::Latency,
-                rtt_ms: rtt,
-            },
-        );
-    }
-    let idle = LatencyStats::from_rtts(&idle);
+        emit(&events, Event::Phase(Phase::Latency));
+        let mut idle = Vec::with_capacity(IDLE_PROBES);
+        for _ in 0..IDLE_PROBES {
+            let started = Instant::now();
+            let _: Pong = control
+                .json(Method::GET, &paths::ping(&session), None::<&()>)
+                .await?;
+            let rtt = ms(started.elapsed());
+            idle.push(rtt);
+            emit(
+                &events,
+                Event::Probe {
+                    phase: Phase::Latency,
+                    rtt_ms: rtt,
+                },
+            );
+        }
+        let idle = LatencyStats::from_rtts(&idle);
 
-    let max_seconds = options
-        .max_seconds
-        .min(info.limits.max_seconds_per_direction);
-    let mut runner = DirectionRunner {
-        endpoint: &endpoint,
-        session: &session,
-        options,
-        max_seconds,
-        events: &events,
-    };
-    let download = if options.download {
-        let (outcome, returned) = runner.run(Direction::Download, control).await?;
-        control = returned;
-        Some(outcome)
-    } else {
-        None
-    };
-    let upload = if options.upload {
-        let (outcome, returned) = runner.run(Direction::Upload, control).await?;
-        control = returned;
-        Some(outcome)
-    } else {
-        None
-    };
+        let max_seconds = options
+            .max_seconds
+            .min(info.limits.max_seconds_per_direction);
+        let mut runner = DirectionRunner {
+            endpoint: &endpoint,
+            session: &session,
+            options,
+            max_seconds,
+            events: &events,
+        };
+        let download = match resume {
+            Some(partial) => Some(partial.download.clone()),
+            None if options.download => {
+                let (outcome, returned) = runner.run(Direction::Download, control).await?;
+                control = returned;
+                Some(outcome)
+            }
+            None => None,
+        };
+        // Between the directions, a signed checkpoint: should this test point go
+        // away during the upload, the download stays proven.
+        let partial = match (&download, resume) {
+            (Some(outcome), None) if options.upload => {
+                let report = ClientReport {
+                    download_mbps: outcome.client_estimate.map(|e| e.rate_bps / 1e6),
+                    latency_ms: idle.map(|s| s.median_ms),
+                    jitter_ms: idle.map(|s| s.jitter_ms),
+                    ..ClientReport::default()
+                };
+                checkpoint(&mut control, &session, report, &key).await?.map(
+                    |(checkpoint, payload)| {
+                        Box::new(Partial {
+                            server: ServerRef {
+                                id: info.test_point_id.clone(),
+                                url: target.url.clone(),
+                                public_key: info.public_key.clone(),
+                            },
+                            checkpoint,
+                            payload,
+                            download: outcome.clone(),
+                        })
+                    },
+                )
+            }
+            _ => None,
+        };
+        let upload = if options.upload {
+            match runner.run(Direction::Upload, control).await {
+                Ok((outcome, returned)) => {
+                    control = returned;
+                    Some(outcome)
+                }
+                Err(error) => {
+                    return Err(Interrupted {
+                        error,
+                        partial,
+                        admitted: true,
+                    })
+                }
+            }
+        } else {
+            None
+        };
 
-    emit(&events, Event::Phase(Phase::Finishing));
-    let ipv6_capable = ipv6_check.await.unwrap_or(None);
-    // Loaded latency: median of every probe (request/response on the
-    // control connection and handshakes of new connections) taken under
-    // working conditions.
-    let loaded = |o: &Option<DirectionOutcome>| {
-        o.as_ref()
-            .and_then(|o| {
-                let all: Vec<f64> = o.http_rtts.iter().chain(&o.connect_rtts).copied().collect();
-                LatencyStats::from_rtts(&all)
-            })
-            .map(|s| s.median_ms)
-    };
-    let rpm_of = |o: &Option<DirectionOutcome>| {
-        o.as_ref()
-            .and_then(|o| responsiveness(&o.connect_rtts, &o.http_rtts))
-    };
-    let (mut all_connect, mut all_http) = (Vec::new(), Vec::new());
-    for outcome in download.iter().chain(upload.iter()) {
-        all_connect.extend_from_slice(&outcome.connect_rtts);
-        all_http.extend_from_slice(&outcome.http_rtts);
-    }
-    let overall_rpm = responsiveness(&all_connect, &all_http);
-    let report = ClientReport {
-        download_mbps: download
-            .as_ref()
-            .and_then(|o| o.client_estimate)
-            .map(|e| e.rate_bps / 1e6),
-        upload_mbps: None,
-        latency_ms: idle.map(|s| s.median_ms),
-        jitter_ms: idle.map(|s| s.jitter_ms),
-        loaded_latency_download_ms: loaded(&download),
-        loaded_latency_upload_ms: loaded(&upload),
-        rpm: overall_rpm.map(|r| r.rpm),
-        ipv6_capable,
-    };
-    let finished: Finished = control
-        .json(
-            Method::POST,
-            &paths::finish(&session),
-            Some(&Finish {
-                client_report: report,
-            }),
-        )
-        .await?;
-    let payload = Receipt::parse(&finished.receipt)
-        .and_then(|r| r.verify(&key))
-        .map_err(|e| ClientError::Receipt(e.to_string()))?;
-    if payload.session_id != session {
-        return Err(ClientError::Receipt("receipt names another session".into()));
-    }
-    Ok(TestResult {
-        download_mbps: payload.download_mbps().filter(|_| options.download),
-        upload_mbps: payload.upload_mbps().filter(|_| options.upload),
-        latency_ms: idle.map(|s| s.median_ms),
-        latency_min_ms: idle.map(|s| s.min_ms),
-        jitter_ms: idle.map(|s| s.jitter_ms),
-        loaded_latency_ms: PerDirection {
-            download: loaded(&download),
-            upload: loaded(&upload),
-        },
-        rpm: overall_rpm.map(|r| r.rpm),
-        rpm_detail: RpmDetail {
-            download: rpm_of(&download).map(|r| r.rpm),
-            upload: rpm_of(&upload).map(|r| r.rpm),
-            confidence: overall_rpm.map(|r| r.confidence),
-            probes: overall_rpm.map_or(0, |r| r.probes),
-        },
-        ip_version: payload.ip_version,
-        ipv6_capable,
-        duration_s: PerDirection {
-            download: download.as_ref().map(|o| o.duration.as_secs_f64()),
-            upload: upload.as_ref().map(|o| o.duration.as_secs_f64()),
-        },
-        streams: PerDirection {
-            download: payload.download.as_ref().map(|d| d.streams),
-            upload: payload.upload.as_ref().map(|d| d.streams),
-        },
-        stable: PerDirection {
-            download: payload.download.as_ref().map(|d| d.stable),
-            upload: payload.upload.as_ref().map(|d| d.stable),
-        },
-        server: ServerRef {
-            id: info.test_point_id,
-            url: target.url,
-            public_key: info.public_key,
-        },
-        session_id: session,
-        client_measured: ClientMeasured {
+        emit(&events, Event::Phase(Phase::Finishing));
+        let ipv6_capable = ipv6_check.await.unwrap_or(None);
+        // Loaded latency: median of every probe (request/response on the
+        // control connection and handshakes of new connections) taken under
+        // working conditions.
+        let loaded = |o: &Option<DirectionOutcome>| {
+            o.as_ref()
+                .and_then(|o| {
+                    let all: Vec<f64> =
+                        o.http_rtts.iter().chain(&o.connect_rtts).copied().collect();
+                    LatencyStats::from_rtts(&all)
+                })
+                .map(|s| s.median_ms)
+        };
+        let rpm_of = |o: &Option<DirectionOutcome>| {
+            o.as_ref()
+                .and_then(|o| responsiveness(&o.connect_rtts, &o.http_rtts))
+        };
+        let (mut all_connect, mut all_http) = (Vec::new(), Vec::new());
+        for outcome in download.iter().chain(upload.iter()) {
+            all_connect.extend_from_slice(&outcome.connect_rtts);
+            all_http.extend_from_slice(&outcome.http_rtts);
+        }
+        let overall_rpm = responsiveness(&all_connect, &all_http);
+        let report = ClientReport {
             download_mbps: download
                 .as_ref()
                 .and_then(|o| o.client_estimate)
                 .map(|e| e.rate_bps / 1e6),
-            upload_sent_mbps: upload
-                .as_ref()
-                .and_then(|o| o.client_estimate)
-                .map(|e| e.rate_bps / 1e6),
-        },
-        receipt: finished.receipt,
-        receipt_payload: payload,
+            upload_mbps: None,
+            latency_ms: idle.map(|s| s.median_ms),
+            jitter_ms: idle.map(|s| s.jitter_ms),
+            loaded_latency_download_ms: loaded(&download),
+            loaded_latency_upload_ms: loaded(&upload),
+            rpm: overall_rpm.map(|r| r.rpm),
+            ipv6_capable,
+        };
+        let finished: Finished = match control
+            .json(
+                Method::POST,
+                &paths::finish(&session),
+                Some(&Finish {
+                    client_report: report,
+                }),
+            )
+            .await
+        {
+            Ok(finished) => finished,
+            Err(error) => {
+                return Err(Interrupted {
+                    error,
+                    partial,
+                    admitted: true,
+                })
+            }
+        };
+        let payload = Receipt::parse(&finished.receipt)
+            .and_then(|r| r.verify(&key))
+            .map_err(|e| ClientError::Receipt(e.to_string()))?;
+        if payload.session_id != session {
+            return Err(ClientError::Receipt("receipt names another session".into()).into());
+        }
+        // The download's receipt: this one's, or the checkpoint it resumes.
+        let download_payload = resume.map_or(&payload, |p| &p.payload);
+        Ok(TestResult {
+            download_mbps: download_payload
+                .download_mbps()
+                .filter(|_| options.download || resume.is_some()),
+            upload_mbps: payload.upload_mbps().filter(|_| options.upload),
+            latency_ms: idle.map(|s| s.median_ms),
+            latency_min_ms: idle.map(|s| s.min_ms),
+            jitter_ms: idle.map(|s| s.jitter_ms),
+            loaded_latency_ms: PerDirection {
+                download: loaded(&download),
+                upload: loaded(&upload),
+            },
+            rpm: overall_rpm.map(|r| r.rpm),
+            rpm_detail: RpmDetail {
+                download: rpm_of(&download).map(|r| r.rpm),
+                upload: rpm_of(&upload).map(|r| r.rpm),
+                confidence: overall_rpm.map(|r| r.confidence),
+                probes: overall_rpm.map_or(0, |r| r.probes),
+            },
+            ip_version: payload.ip_version,
+            ipv6_capable,
+            duration_s: PerDirection {
+                download: download.as_ref().map(|o| o.duration.as_secs_f64()),
+                upload: upload.as_ref().map(|o| o.duration.as_secs_f64()),
+            },
+            streams: PerDirection {
+                download: download_payload.download.as_ref().map(|d| d.streams),
+                upload: payload.upload.as_ref().map(|d| d.streams),
+            },
+            stable: PerDirection {
+                download: download_payload.download.as_ref().map(|d| d.stable),
+                upload: payload.upload.as_ref().map(|d| d.stable),
+            },
+            server: ServerRef {
+                id: info.test_point_id,
+                url: target.url,
+                public_key: info.public_key,
+            },
+            session_id: session,
+            client_measured: ClientMeasured {
+                download_mbps: download
+                    .as_ref()
+                    .and_then(|o| o.client_estimate)
+                    .map(|e| e.rate_bps / 1e6),
+                upload_sent_mbps: upload
+                    .as_ref()
+                    .and_then(|o| o.client_estimate)
+                    .map(|e| e.rate_bps / 1e6),
+            },
+            receipt: finished.receipt,
+            receipt_payload: payload,
+            download_receipt: resume.map(|p| p.checkpoint.clone()),
+            download_server: resume.map(|p| p.server.clone()),
+        })
+    };
+    measured.await.map_err(|mut interrupted: Interrupted| {
+        interrupted.admitted = true;
+        interrupted
     })
+}
+
+/// Asks for a checkpoint receipt and verifies it. `None` from a test point
+/// that predates checkpoints (404): the test goes on without one.
+async fn checkpoint(
+    control: &mut Connection,
+    session: &str,
+    report: ClientReport,
+    key: &ispeed_proto::VerifyingKey,
+) -> Result<Option<(String, ReceiptPayload)>, ClientError> {
+    let signed: Finished = match control
+        .json(
+            Method::POST,
+            &paths::checkpoint(session),
+            Some(&Finish {
+                client_report: report,
+            }),
+        )
+        .await
+    {
+        Ok(signed) => signed,
+        Err(ClientError::Server {
+            code: ispeed_proto::ErrorCode::NotFound,
+            ..
+        }) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let payload = Receipt::parse(&signed.receipt)
+        .and_then(|r| r.verify(key))
+        .map_err(|e| ClientError::Receipt(format!("checkpoint: {e}")))?;
+    if payload.session_id != session || !payload.checkpoint || payload.download.is_none() {
+        return Err(ClientError::Receipt(
+            "the checkpoint receipt does not back this session's download".into(),
+        ));
+    }
+    Ok(Some((signed.receipt, payload)))
 }
 
 /// Whether the test point answers over IPv6: `None` when it has no IPv6 URL.
@@ -333,6 +480,7 @@ async fn check_ipv6(ipv6_url: Option<String>, already_v6: bool) -> Option<bool> 
     ))
 }
 
+#[derive(Debug, Clone)]
 struct DirectionOutcome {
     /// The client's own estimate (download: bytes received; upload: bytes sent).
     client_estimate: Option<Estimate>,

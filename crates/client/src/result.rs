@@ -64,4 +64,11 @@ pub struct TestResult {
     pub receipt: String,
     /// The receipt's payload, decoded (verified against `server.public_key`).
     pub receipt_payload: ReceiptPayload,
+    /// When `download_server` measured the download and went away during
+    /// the upload, which `server` then measured: its checkpoint receipt,
+    /// the one that backs `download_mbps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_receipt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_server: Option<ServerRef>,
 }

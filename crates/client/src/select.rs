@@ -13,7 +13,7 @@ use ispeed_proto::ErrorCode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::engine::{run_test, Event, TestOptions};
+use crate::engine::{run_test_resuming, Event, Partial, TestOptions};
 use crate::http::connect_tcp;
 use crate::submit::{locate, SubmitError};
 use crate::target::{Family, Target};
@@ -288,6 +288,8 @@ async fn run_in_order(
     started: Instant,
 ) -> Result<(TestResult, Selection), RunError> {
     let mut lost_once = false;
+    // The download a lost test point measured and signed before it went away.
+    let mut resume: Option<Box<Partial>> = None;
     for (position, &index) in order.iter().enumerate() {
         let candidate: &Candidate = &located.candidates[index];
         let next = order
@@ -306,7 +308,7 @@ async fn run_in_order(
         options.server = candidate.url.clone();
         options.access_token = Some(candidate.token.clone());
         let admitted_at = Instant::now();
-        let outcome = run_test(&options, events.clone()).await;
+        let outcome = run_test_resuming(&options, events.clone(), resume.as_deref()).await;
         let (kind, detail) = match outcome {
             Ok(result) => {
                 attempts.push(Attempt {
@@ -326,14 +328,34 @@ async fn run_in_order(
                 };
                 return Ok((result, selection));
             }
-            Err(error) => match classify(&error) {
-                Some(AttemptOutcome::Lost) if lost_once => return Err(RunError::Fatal(error)),
-                Some(AttemptOutcome::Lost) => {
-                    lost_once = true;
-                    (AttemptOutcome::Lost, error.to_string())
+            Err(interrupted) if interrupted.admitted => {
+                // Lost mid-test: once, the next candidate measures what is
+                // missing — the upload alone when a checkpoint backs the download.
+                let mid_test = matches!(
+                    classify(&interrupted.error),
+                    Some(AttemptOutcome::Lost | AttemptOutcome::Unreachable)
+                ) || matches!(interrupted.error, ClientError::Server { status, .. } if status >= 500);
+                if lost_once || !mid_test {
+                    return Err(RunError::Fatal(interrupted.error));
                 }
-                Some(kind) => (kind, error.to_string()),
-                None => return Err(RunError::Fatal(error)),
+                lost_once = true;
+                let kept = interrupted.partial.is_some();
+                if kept {
+                    resume = interrupted.partial;
+                }
+                let detail = if kept {
+                    format!(
+                        "{}; its signed download is kept, the upload is measured again",
+                        interrupted.error
+                    )
+                } else {
+                    interrupted.error.to_string()
+                };
+                (AttemptOutcome::Lost, detail)
+            }
+            Err(interrupted) => match classify(&interrupted.error) {
+                Some(kind) if kind != AttemptOutcome::Lost => (kind, interrupted.error.to_string()),
+                _ => return Err(RunError::Fatal(interrupted.error)),
             },
         };
         emit(

@@ -228,6 +228,7 @@ pub fn build_submission(
         },
         receipt: result.receipt.clone(),
         source: None,
+        download_receipt: result.download_receipt.clone(),
     }
 }
 

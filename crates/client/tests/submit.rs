@@ -58,6 +58,7 @@ fn sample(measured_at_ms: u64) -> SubmitResult {
         metrics: ClientMetrics::default(),
         receipt: "v1.e30.AAAA".into(),
         source: None,
+        download_receipt: None,
     }
 }
 
@@ -81,6 +82,7 @@ fn stored(of: &SubmitResult) -> StoredResult {
         counted: true,
         source: None,
         test_point_class: None,
+        download_test_point_id: None,
     }
 }
 

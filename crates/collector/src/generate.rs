@@ -383,6 +383,7 @@ impl Generator {
                 loaded_upload_rtt_us: Some(rtt_us * 4),
             },
             client_report: report.clone(),
+            checkpoint: false,
         };
         let receipt = Receipt::sign(&payload, &self.key);
         let mut metrics = ClientMetrics {
@@ -465,6 +466,7 @@ impl Generator {
             metrics,
             receipt,
             source,
+            download_receipt: None,
         }
     }
 

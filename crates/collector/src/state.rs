@@ -490,23 +490,24 @@ impl CollectorState {
         now_ms: u64,
     ) -> Result<(StatusCode, StoredResult), ApiFailure> {
         let verifier = self.verifier.read().expect("verifier lock").clone();
-        let checked = verifier
-            .verify(&submission, now_ms)
-            .and_then(|(payload, trusted, aged)| {
-                let record = build_record(
-                    &submission,
-                    &payload,
-                    trusted,
-                    &self.enricher,
-                    &self.device_key,
-                    &verifier.tolerance,
-                    now_ms,
-                )?;
-                match aged {
-                    Some(refusal) => Err(refusal),
-                    None => Ok(record),
-                }
-            });
+        let checked = verifier.verify(&submission, now_ms).and_then(|verified| {
+            let mut record = build_record(
+                &submission,
+                &verified.payload,
+                verified.trusted,
+                &self.enricher,
+                &self.device_key,
+                &verifier.tolerance,
+                now_ms,
+            )?;
+            if let Some(source) = &verified.download_from {
+                record.with_download_from(source);
+            }
+            match verified.expired {
+                Some(refusal) => Err(refusal),
+                None => Ok(record),
+            }
+        });
         let record = match checked {
             Ok(record) => record,
             Err(refusal) => {

@@ -124,16 +124,9 @@ impl Verifier {
         }
     }
 
-    /// Checks the receipt (known key, signature) and the values. An expired
-    /// receipt is returned as the third element rather than refused at once,
-    /// because a retry of a result stored before it expired must still
-    /// succeed.
-    pub fn verify(
-        &self,
-        submission: &SubmitResult,
-        now_ms: u64,
-    ) -> Result<(ReceiptPayload, &TrustedKey, Option<Refusal>), Refusal> {
-        let receipt = Receipt::parse(&submission.receipt).map_err(receipt_refusal)?;
+    /// Checks a receipt's key (approved, not revoked) and signature.
+    fn trusted_payload(&self, compact: &str) -> Result<(ReceiptPayload, &TrustedKey), Refusal> {
+        let receipt = Receipt::parse(compact).map_err(receipt_refusal)?;
         let claimed = receipt.payload_unverified().map_err(receipt_refusal)?;
         if let Some(id) = self.revoked.get(&claimed.key) {
             return Err(refuse(
@@ -151,13 +144,42 @@ impl Verifier {
             )
         })?;
         let payload = receipt.verify(&trusted.key).map_err(receipt_refusal)?;
-        if payload.finished_at_ms > now_ms + MAX_CLOCK_AHEAD_MS {
+        Ok((payload, trusted))
+    }
+
+    /// Checks the receipt (known key, signature), the download receipt of a
+    /// failover if there is one, and the values. An expired receipt is
+    /// returned in `expired` rather than refused at once, because a retry of
+    /// a result stored before it expired must still succeed.
+    pub fn verify(&self, submission: &SubmitResult, now_ms: u64) -> Result<Verified<'_>, Refusal> {
+        let (own, trusted) = self.trusted_payload(&submission.receipt)?;
+        if own.finished_at_ms > now_ms + MAX_CLOCK_AHEAD_MS {
             return Err(refuse(
                 ErrorCode::ImpossibleValue,
                 "the receipt finished in the future",
             ));
         }
-        check_values(submission, &payload, trusted.line_rate_mbps)?;
+        let (payload, download_from, line_rate) = match &submission.download_receipt {
+            None => (own, None, trusted.line_rate_mbps),
+            Some(compact) => {
+                let (first, first_key) = self.trusted_payload(compact)?;
+                check_failover(&first, &own, first_key.line_rate_mbps)?;
+                let mut merged = own.clone();
+                merged.download.clone_from(&first.download);
+                let source = DownloadSource {
+                    test_point_id: first_key.test_point_id.clone(),
+                    session_id: first.session_id.clone(),
+                    checkpoint: first,
+                    receipt: own,
+                };
+                (
+                    merged,
+                    Some(source),
+                    trusted.line_rate_mbps.max(first_key.line_rate_mbps),
+                )
+            }
+        };
+        check_values(submission, &payload, line_rate)?;
         let age_ms = now_ms.saturating_sub(payload.finished_at_ms);
         let expired = (age_ms > self.receipt_max_age_ms).then(|| {
             refuse(
@@ -169,7 +191,73 @@ impl Verifier {
                 ),
             )
         });
-        Ok((payload, trusted, expired))
+        Ok(Verified {
+            payload,
+            trusted,
+            expired,
+            download_from,
+        })
+    }
+}
+
+/// A verified submission.
+pub struct Verified<'a> {
+    /// What the result publishes: the receipt's payload, with the download
+    /// of `download_from`'s checkpoint when there is one.
+    pub payload: ReceiptPayload,
+    /// The test point whose receipt this is (and whose class it records).
+    pub trusted: &'a TrustedKey,
+    pub expired: Option<Refusal>,
+    pub download_from: Option<DownloadSource>,
+}
+
+/// The download of a failover: measured and signed (at a checkpoint) by a
+/// test point that went away during the upload.
+#[derive(Debug, Clone)]
+pub struct DownloadSource {
+    pub test_point_id: String,
+    pub session_id: String,
+    /// The checkpoint receipt's payload, as signed.
+    pub checkpoint: ReceiptPayload,
+    /// The submission's own receipt payload, as signed.
+    pub receipt: ReceiptPayload,
+}
+
+/// Longest time between the lost test point's checkpoint and the start of
+/// the session that measured the upload instead.
+pub const FAILOVER_MAX_GAP_MS: u64 = 5 * 60_000;
+
+/// The rules for combining a checkpoint's download with another test
+/// point's upload (spec/registry.md §6): the checkpoint backs a download,
+/// the receipt carries none, both saw the same client address, and the
+/// second session started after the checkpoint and soon after it.
+fn check_failover(
+    checkpoint: &ReceiptPayload,
+    receipt: &ReceiptPayload,
+    checkpoint_line_rate_mbps: f64,
+) -> Result<(), Refusal> {
+    let bad = |m: &str| Err(refuse(ErrorCode::ImpossibleValue, m));
+    if !checkpoint.checkpoint || checkpoint.download.is_none() {
+        return bad("download_receipt must be a checkpoint receipt with a download");
+    }
+    if receipt.download.is_some() {
+        return bad("with download_receipt, the receipt must not carry a download of its own");
+    }
+    if parse_client_ip(&checkpoint.client_addr) != parse_client_ip(&receipt.client_addr) {
+        return bad("the two receipts saw different client addresses");
+    }
+    if receipt.started_at_ms < checkpoint.finished_at_ms
+        || receipt.started_at_ms - checkpoint.finished_at_ms > FAILOVER_MAX_GAP_MS
+    {
+        return bad("the upload's session must start after the checkpoint, within 5 minutes");
+    }
+    match checkpoint.download_mbps() {
+        Some(v) if v.is_finite() && v >= 0.0 && v <= checkpoint_line_rate_mbps * 1.05 => Ok(()),
+        Some(v) => Err(refuse(
+            ErrorCode::ImpossibleValue,
+            format!("checkpoint download = {v} is impossible"),
+        )),
+        None => bad("download_receipt must back a download"),
     }
 }
 
@@ -410,6 +498,9 @@ pub fn build_record(
         receipt: redacted_payload(payload, client_ip),
         source: submission.source.clone(),
         test_point_class: trusted.class,
+        download_test_point_id: None,
+        download_session_id: None,
+        download_receipt: None,
     })
 }
 

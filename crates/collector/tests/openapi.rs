@@ -363,6 +363,7 @@ fn serialised_responses_match_their_schemas() {
             counted: full,
             source: Some("so-01.banner".to_owned()),
             test_point_class: full.then_some(ispeed_proto::registry::TestPointClass::Vnix),
+            download_test_point_id: full.then(|| "hn-1".to_owned()),
         };
         assert_valid(&doc, "StoredResult", &stored);
 
@@ -388,6 +389,7 @@ fn serialised_responses_match_their_schemas() {
             },
             receipt: "v1.a.b".into(),
             source: None,
+            download_receipt: full.then(|| "v1.c.d".into()),
         };
         assert_valid(&doc, "SubmitResult", &submit);
     }

@@ -64,4 +64,8 @@ pub mod paths {
     pub fn finish(session: &str) -> String {
         format!("/v1/sessions/{session}/finish")
     }
+    /// `/v1/sessions/{id}/checkpoint`
+    pub fn checkpoint(session: &str) -> String {
+        format!("/v1/sessions/{session}/checkpoint")
+    }
 }

@@ -88,6 +88,13 @@ pub struct ReceiptPayload {
     pub latency: LatencyReceipt,
     /// What the client said it measured, signed as client-reported.
     pub client_report: ClientReport,
+    /// Signed at a checkpoint (`POST …/checkpoint`), not at the end: the
+    /// session went on. Its directions are final; it may back the download
+    /// of a result whose upload another test point measured after this one
+    /// went away (spec/registry.md §6). Absent (false) in a final receipt,
+    /// so older receipts keep their bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checkpoint: bool,
 }
 
 impl ReceiptPayload {
@@ -212,6 +219,7 @@ mod tests {
             upload: None,
             latency: LatencyReceipt::default(),
             client_report: ClientReport::default(),
+            checkpoint: false,
         }
     }
 

@@ -169,6 +169,11 @@ pub struct SubmitResult {
     /// Omitted when absent, so older submissions hash as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// When the test point that measured the download went away during the
+    /// upload and another one measured the upload: the first one's
+    /// checkpoint receipt, which backs the download. Omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_receipt: Option<String>,
 }
 
 /// Longest campaign tag, in characters.
@@ -271,6 +276,10 @@ pub struct StoredResult {
     /// declared when the result was stored; `null` if it declared none.
     #[serde(default)]
     pub test_point_class: Option<crate::registry::TestPointClass>,
+    /// The test point whose checkpoint receipt backs the download, when it
+    /// is not `test_point_id` (it went away during the upload).
+    #[serde(default)]
+    pub download_test_point_id: Option<String>,
 }
 
 /// One test point a collector offers, in `GET /api/v1/test-points`.

@@ -58,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sessions/{id}/ping", get(ping))
         .route("/v1/sessions/{id}/live", get(live))
         .route("/v1/sessions/{id}/finish", post(finish))
+        .route("/v1/sessions/{id}/checkpoint", post(checkpoint))
         .route(paths::HEALTHZ, get(healthz))
         .route(paths::METRICS, get(metrics))
         .merge(crate::web::routes())
@@ -857,7 +858,49 @@ async fn finish(
     }
     let request: Finish = parse_json(body)?;
     let session = state.session(&id)?;
-    let payload = ReceiptPayload {
+    let payload = receipt_payload(&state, &session, request.client_report, false);
+    let receipt = Receipt::sign(&payload, &state.key);
+    let finished = state.mark_finished(&session, Arc::new(Finished { receipt, payload }));
+    Ok(Json((*finished).clone()))
+}
+
+/// How long a checkpoint waits for the previous direction's streams to end.
+const CHECKPOINT_STREAM_WAIT: Duration = Duration::from_secs(2);
+
+/// A receipt of what the session measured so far, signed while it goes on:
+/// if this test point goes away during the next direction, the client can
+/// measure that direction elsewhere and still prove the first (§12.1).
+async fn checkpoint(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Finished>, ApiFailure> {
+    let request: Finish = parse_json(body)?;
+    let session = state.session(&id)?;
+    // Signed between directions: the client has closed the last direction's
+    // streams, and the server sees the closes within moments.
+    let deadline = tokio::time::Instant::now() + CHECKPOINT_STREAM_WAIT;
+    while session.active_streams() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiFailure::new(
+                ErrorCode::BadRequest,
+                "a checkpoint is signed between directions, with no stream open",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let payload = receipt_payload(&state, &session, request.client_report, true);
+    let receipt = Receipt::sign(&payload, &state.key);
+    Ok(Json(Finished { receipt, payload }))
+}
+
+fn receipt_payload(
+    state: &AppState,
+    session: &Session,
+    client_report: ispeed_proto::wire::ClientReport,
+    checkpoint: bool,
+) -> ReceiptPayload {
+    ReceiptPayload {
         v: consts::RECEIPT_VERSION,
         protocol: PROTOCOL.to_owned(),
         session_id: session.id.clone(),
@@ -870,9 +913,7 @@ async fn finish(
         download: session.direction_receipt(Direction::Download),
         upload: session.direction_receipt(Direction::Upload),
         latency: session.latency_receipt(),
-        client_report: request.client_report,
-    };
-    let receipt = Receipt::sign(&payload, &state.key);
-    let finished = state.mark_finished(&session, Arc::new(Finished { receipt, payload }));
-    Ok(Json((*finished).clone()))
+        client_report,
+        checkpoint,
+    }
 }

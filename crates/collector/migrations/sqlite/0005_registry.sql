@@ -12,3 +12,11 @@ ALTER TABLE test_points ADD COLUMN approved_at_ms INTEGER;
 ALTER TABLE test_points ADD COLUMN revoked_at_ms INTEGER;
 -- vnix, on_net, cloud, international; NULL when the test point declared none.
 ALTER TABLE results ADD COLUMN test_point_class TEXT;
+-- A failover's download (spec/registry.md §6): the test point and session
+-- whose checkpoint receipt backs it, and that receipt (redacted). A session
+-- backs at most one result, as the primary receipt or as the download's.
+ALTER TABLE results ADD COLUMN download_test_point_id TEXT;
+ALTER TABLE results ADD COLUMN download_session_id TEXT;
+ALTER TABLE results ADD COLUMN download_receipt TEXT;
+CREATE UNIQUE INDEX results_download_session ON results (download_test_point_id, download_session_id)
+    WHERE download_session_id IS NOT NULL;

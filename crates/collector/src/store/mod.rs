@@ -57,9 +57,32 @@ pub struct NewResult {
     pub source: Option<String>,
     /// The class its test point declared (VNIX, on-net, cloud, abroad).
     pub test_point_class: Option<TestPointClass>,
+    /// After a failover: the test point and session whose checkpoint
+    /// receipt backs the download, and that receipt as stored (redacted
+    /// like `receipt`).
+    pub download_test_point_id: Option<String>,
+    pub download_session_id: Option<String>,
+    pub download_receipt: Option<String>,
 }
 
 impl NewResult {
+    /// Records a failover's download source: the stored receipts become the
+    /// two as signed (redacted), not their combination.
+    pub fn with_download_from(&mut self, source: &crate::verify::DownloadSource) {
+        let ip = self.client_ip();
+        self.receipt = crate::verify::redacted_payload(&source.receipt, ip);
+        self.download_receipt = Some(crate::verify::redacted_payload(&source.checkpoint, ip));
+        self.download_test_point_id = Some(source.test_point_id.clone());
+        self.download_session_id = Some(source.session_id.clone());
+    }
+
+    /// The client address as stored (already truncated).
+    fn client_ip(&self) -> std::net::IpAddr {
+        self.client_net
+            .parse()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
     pub fn device_hash64(&self) -> u64 {
         u64::from_le_bytes(self.device_hash[..8].try_into().expect("16 bytes"))
     }
@@ -100,6 +123,7 @@ impl NewResult {
             counted,
             source: self.source.clone(),
             test_point_class: self.test_point_class,
+            download_test_point_id: self.download_test_point_id.clone(),
         }
     }
 }

@@ -879,13 +879,25 @@ fn insert_one(
             InsertOutcome::Conflict
         });
     }
-    let receipt_used = tx
-        .prepare_cached("SELECT 1 FROM results WHERE test_point_id = ?1 AND session_id = ?2")
-        .map_err(db_error)?
-        .exists(params![result.test_point_id, result.session_id])
-        .map_err(db_error)?;
-    if receipt_used {
-        return Ok(InsertOutcome::ReceiptReused);
+    // A session backs one result, whether as its receipt or as a failover's
+    // download (checkpoint) receipt.
+    let mut sessions = vec![(&result.test_point_id, &result.session_id)];
+    if let (Some(tp), Some(session)) = (&result.download_test_point_id, &result.download_session_id)
+    {
+        sessions.push((tp, session));
+    }
+    for (test_point_id, session_id) in sessions {
+        let receipt_used = tx
+            .prepare_cached(
+                "SELECT 1 FROM results WHERE (test_point_id = ?1 AND session_id = ?2)
+                    OR (download_test_point_id = ?1 AND download_session_id = ?2)",
+            )
+            .map_err(db_error)?
+            .exists(params![test_point_id, session_id])
+            .map_err(db_error)?;
+        if receipt_used {
+            return Ok(InsertOutcome::ReceiptReused);
+        }
     }
     let counted = result.status == ResultStatus::Accepted && {
         let n: u32 = tx
@@ -906,9 +918,10 @@ fn insert_one(
             session_id, ip_version, client_net, asn, isp, location, ward_chosen,
             province_code, ward_code, place_source, download_mbps, upload_mbps, latency_ms,
             jitter_ms, ipv6_capable, client_metrics, status, reasons, counted, receipt, source,
-            test_point_class)
+            test_point_class, download_test_point_id, download_session_id, download_receipt)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33,
+                 ?34, ?35, ?36)",
     )
     .map_err(db_error)?
     .execute(params![
@@ -945,6 +958,9 @@ fn insert_one(
         result.receipt,
         result.source,
         result.test_point_class.map(TestPointClass::as_str),
+        result.download_test_point_id,
+        result.download_session_id,
+        result.download_receipt,
     ])
     .map_err(db_error)?;
     if counted {
@@ -987,7 +1003,7 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError
 const STORED_COLUMNS: &str = "result_id, received_at_ms, measured_at_ms, client_kind,
     client_version, access, test_point_id, ip_version, asn, isp, province_code, ward_code,
     place_source, download_mbps, upload_mbps, latency_ms, jitter_ms, ipv6_capable, status,
-    reasons, counted, device_hash, body_hash, source, test_point_class";
+    reasons, counted, device_hash, body_hash, source, test_point_class, download_test_point_id";
 
 fn stored_from_row(row: &Row<'_>, first: usize) -> Result<StoredRow, StoreError> {
     let get_str = |i: usize| -> Result<String, StoreError> { row.get(first + i).map_err(db_error) };
@@ -1031,6 +1047,7 @@ fn stored_from_row(row: &Row<'_>, first: usize) -> Result<StoredRow, StoreError>
             .map_err(db_error)?
             .map(|c| TestPointClass::parse(&c).ok_or_else(|| corrupt("unknown test point class")))
             .transpose()?,
+        download_test_point_id: row.get(first + 25).map_err(db_error)?,
     };
     let body_hash: Vec<u8> = row.get(first + 22).map_err(db_error)?;
     Ok(StoredRow {
