@@ -234,6 +234,8 @@ wait_idle() {
     return 1
 }
 check "the Hà Nội test point reports itself idle again" wait_idle "${TP_ID[0]}"
+http GET "$COLLECTOR/api/v1/locate?lat=21.03&lon=105.85" >/dev/null
+log "locate for Hà Nội before the kill: $(jq_py "[(c['id'], round(c['load'], 2), c['estimated_rtt_ms']) for c in d.get('candidates', [])]")"
 KILLED_AT=$(date +%s.%N)
 admin list --json >"$LAST"
 LAST_BEAT=$(jq_py "[t['last_heartbeat_ms'] / 1000 for t in d['test_points'] if t['id'] == '${TP_ID[0]}'][0]")
@@ -249,7 +251,8 @@ log "probed: $(result_of probed "[(a['test_point_id'], a['outcome']) for a in d[
 
 # ---- 5. a stopped test point disappears within 30 s ------------------------------
 # Polled every 0.5 s: the collector drops it 30 s after its last heartbeat
-# (which was at most 10 s before the kill); 1 s of slack for the polling.
+# (which was at most 10 s before the kill); 2 s of slack for the polling
+# (each poll starts a process in a namespace, slower on a busy machine).
 GONE=""
 while :; do
     if ! located_ids "" | grep -qw "${TP_ID[0]}"; then
@@ -262,7 +265,7 @@ done
 read -r SINCE_BEAT SINCE_KILL <<<"${GONE:-never never}"
 log "the killed test point left locate ${SINCE_BEAT} s after its last heartbeat, ${SINCE_KILL} s after the kill"
 check "the killed test point left locate 30 s after its last heartbeat (${SINCE_BEAT} s; ${SINCE_KILL} s after the kill)" \
-    python3 -c "import sys; sys.exit(0 if '$SINCE_BEAT' != 'never' and 29.5 <= float('$SINCE_BEAT') <= 31 else 1)"
+    python3 -c "import sys; sys.exit(0 if '$SINCE_BEAT' != 'never' and 29.5 <= float('$SINCE_BEAT') <= 32 else 1)"
 
 # ---- 3b. an expired token (issued over 60 s ago) --------------------------------
 while (($(date +%s) - EXPIRING_AT < 61)); do sleep 1; done

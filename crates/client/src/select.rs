@@ -65,6 +65,11 @@ pub async fn probe_rtts(
     family: Option<Family>,
     budget: Duration,
 ) -> Vec<Option<f64>> {
+    // No budget: keep locate's order (a zero timeout can still let a fast
+    // handshake through, which would make the order depend on timing).
+    if budget.is_zero() {
+        return vec![None; urls.len()];
+    }
     let deadline = tokio::time::Instant::now() + budget;
     let probes = urls.iter().map(|url| {
         let url = url.clone();
