@@ -43,6 +43,8 @@ enum Command {
     Generate(serve::GenerateArgs),
     /// Recompute every rollup cell from the stored results.
     RebuildRollups(serve::RebuildArgs),
+    /// Write a month's report (a province's wards, or the nation's provinces).
+    Report(serve::ReportArgs),
     /// Run a test point.
     Server(ServerArgs),
     /// Run a speed test against a test point.
@@ -176,6 +178,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::serve(args, runtime()?),
         Command::Generate(args) => serve::generate(args, runtime()?),
         Command::RebuildRollups(args) => serve::rebuild(args, runtime()?),
+        Command::Report(args) => serve::report(args, runtime()?),
         Command::Server(args) => server(args),
         Command::Test(args) => test(args),
         Command::VerifyReceipt(args) => verify(args),

@@ -300,3 +300,78 @@ mod tests {
         assert!(file.test_point.unwrap().resolve().is_ok());
     }
 }
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The month (YYYY-MM, Vietnam time); not in the future.
+    #[arg(long, value_name = "YYYY-MM")]
+    month: String,
+    /// A province's report (2-digit code); the nation's without it.
+    #[arg(long, value_name = "CODE")]
+    province: Option<String>,
+    /// Output format.
+    #[arg(long, value_parser = ["csv", "xlsx", "html"], default_value = "csv")]
+    format: String,
+    /// Data directory of the store (as `serve --data`; not while `serve` runs on it).
+    #[arg(long, value_name = "DIR", conflicts_with = "collector")]
+    data: Option<PathBuf>,
+    /// Fetch the report from a running collector instead.
+    #[arg(long, value_name = "URL")]
+    collector: Option<String>,
+    /// TOML configuration file (as `serve --config`: quotas, thresholds).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Write here instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// `ispeed report`: the month's report from the store (or a running collector).
+pub fn report(args: ReportArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    use ispeed_collector::report::{build, render, Format};
+    let format = Format::parse(&args.format).expect("clap checked the format");
+    let bytes = match &args.collector {
+        Some(url) => {
+            let mut query = format!("month={}&format={}", args.month, args.format);
+            if let Some(p) = &args.province {
+                query.push_str(&format!("&province={p}"));
+            }
+            match runtime.block_on(ispeed_client::submit::fetch(
+                url.trim_end_matches('/'),
+                &format!("/api/v1/reports?{query}"),
+            )) {
+                Ok(bytes) => bytes.to_vec(),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        None => {
+            let file = read_file(args.config.as_deref())?;
+            let config = collector_config(&file, args.data.clone())?;
+            let built = runtime.block_on(async {
+                let store = ispeed_collector::open_sqlite(&config).await?;
+                let state = ispeed_collector::CollectorState::open(config, store).await?;
+                let report = build(&state, args.province.as_deref(), &args.month).await;
+                Ok::<_, anyhow::Error>(report.and_then(|report| render(&state, &report, format)))
+            })?;
+            match built {
+                Ok(bytes) => bytes,
+                Err(failure) => {
+                    eprintln!("error: {}", failure.message);
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, &bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -36,8 +36,8 @@ use crate::{ClientError, TestResult};
 /// Longest one collector exchange may take. Generous: storing a result is a
 /// durable write on the collector's side.
 pub const COLLECTOR_TIMEOUT: Duration = Duration::from_secs(15);
-/// Largest collector answer read (a test point list or a stored record).
-const MAX_RESPONSE_BYTES: usize = 1 << 20;
+/// Largest collector answer read (a stored record, a list, a report).
+const MAX_RESPONSE_BYTES: usize = 8 << 20;
 /// First retry delay of a spooled result; doubles per failed attempt.
 pub const BACKOFF_BASE_MS: u64 = 30_000;
 /// Longest retry delay of a spooled result.
@@ -247,6 +247,16 @@ async fn exchange(
     body: Option<Vec<u8>>,
 ) -> Result<(StatusCode, Option<u64>, Bytes), SubmitError> {
     exchange_as(collector_url, method, path, body, None).await
+}
+
+/// `GET` on the collector: the body of a `200`, or the typed refusal.
+pub async fn fetch(collector_url: &str, path: &str) -> Result<Bytes, SubmitError> {
+    let (status, retry_after, body) = exchange(collector_url, Method::GET, path, None).await?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(error_from(status, retry_after, &body))
+    }
 }
 
 /// A request to the collector's admin API with a bearer token: status and

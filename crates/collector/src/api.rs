@@ -60,6 +60,7 @@ pub fn routes(state: CollectorState) -> Router {
             post(admin_action),
         )
         .route("/metrics", get(metrics))
+        .route("/api/v1/reports", get(report))
         .merge(crate::web::pages())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -178,7 +179,7 @@ async fn test_points(State(state): State<CollectorState>) -> Result<Json<TestPoi
 /// Query string of the statistics endpoints; every field is checked by hand
 /// so that each mistake gets its own typed message.
 #[derive(Debug, Default, Clone, Deserialize)]
-pub(crate) struct StatsParams {
+pub struct StatsParams {
     pub level: Option<String>,
     pub code: Option<String>,
     pub period: Option<String>,
@@ -327,7 +328,7 @@ async fn stats_handler(
 }
 
 /// `GET /api/v1/stats`, for the API and the pages alike.
-pub(crate) async fn stats_of(
+pub async fn stats_of(
     state: &CollectorState,
     params: StatsParams,
 ) -> Result<StatsResponse, ApiFailure> {
@@ -385,7 +386,7 @@ async fn children_handler(
 }
 
 /// `GET /api/v1/stats/children`, for the API and the pages alike.
-pub(crate) async fn children_of(
+pub async fn children_of(
     state: &CollectorState,
     params: StatsParams,
 ) -> Result<ChildrenResponse, ApiFailure> {
@@ -761,4 +762,48 @@ async fn metrics(State(state): State<CollectorState>) -> Response {
         out.push_str(&test_point.metrics.render(sessions, streams));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+// ---- monthly reports (spec/reports.md) ----------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    pub month: Option<String>,
+    pub province: Option<String>,
+    pub format: Option<String>,
+}
+
+/// `GET /api/v1/reports?month=YYYY-MM[&province=CODE][&format=csv|xlsx|html]`:
+/// the month's report of a province, or of the nation, as a download.
+async fn report(
+    State(state): State<CollectorState>,
+    query: Result<Query<ReportParams>, QueryRejection>,
+) -> Result<Response, ApiFailure> {
+    let Query(query) = query.map_err(|e| ApiFailure::bad_request(e.body_text()))?;
+    let month = query
+        .month
+        .ok_or_else(|| ApiFailure::bad_request("month is required (YYYY-MM)"))?;
+    let format = match query.format.as_deref() {
+        None => crate::report::Format::Csv,
+        Some(text) => crate::report::Format::parse(text)
+            .ok_or_else(|| ApiFailure::bad_request("format must be csv, xlsx or html"))?,
+    };
+    let report = crate::report::build(&state, query.province.as_deref(), &month).await?;
+    let name = crate::report::file_name(&report, format);
+    let bytes = crate::report::render(&state, &report, format)?;
+    let disposition = if format == crate::report::Format::Html {
+        format!("inline; filename=\"{name}\"")
+    } else {
+        format!("attachment; filename=\"{name}\"")
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
 }

@@ -27,6 +27,16 @@ pub struct RawTestPoint {
     pub line_rate_mbps: Option<f64>,
 }
 
+/// A quota override: every ward of a province (`unit` = its 2-digit code)
+/// or one ward (5-digit code); either access type may be left at the default.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    pub unit: String,
+    pub mobile: Option<u64>,
+    pub fixed: Option<u64>,
+}
+
 /// The `[collector]` table (and `ispeed serve`'s config file).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +59,9 @@ pub struct RawConfig {
     /// The key that signs locate's access tokens (created if missing).
     /// Default `<data>/collector.key`.
     pub collector_key_file: Option<PathBuf>,
+    /// Ward quota overrides per province or ward (`[[collector.quotas]]`).
+    #[serde(default)]
+    pub quotas: Vec<RawQuota>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +83,44 @@ pub struct CollectorConfig {
     pub test_points: Vec<RawTestPoint>,
     pub admin_token_file: PathBuf,
     pub collector_key_file: PathBuf,
+    pub quotas: Quotas,
+}
+
+/// Samples a ward should reach per month and access type: the default
+/// (`ward_quota`, mobile and fixed counted separately), a province's
+/// override for its wards, or a ward's own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Quotas {
+    pub default: u64,
+    overrides: std::collections::BTreeMap<String, (Option<u64>, Option<u64>)>,
+}
+
+impl Quotas {
+    pub fn new(default: u64) -> Quotas {
+        Quotas {
+            default,
+            overrides: Default::default(),
+        }
+    }
+
+    /// The province and ward codes with an override.
+    pub fn units(&self) -> impl Iterator<Item = &str> + '_ {
+        self.overrides.keys().map(String::as_str)
+    }
+
+    /// (mobile, fixed) for a ward of `province_code`.
+    pub fn of_ward(&self, ward_code: &str, province_code: &str) -> (u64, u64) {
+        let ward = self.overrides.get(ward_code).copied().unwrap_or_default();
+        let province = self
+            .overrides
+            .get(province_code)
+            .copied()
+            .unwrap_or_default();
+        (
+            ward.0.or(province.0).unwrap_or(self.default),
+            ward.1.or(province.1).unwrap_or(self.default),
+        )
+    }
 }
 
 impl RawConfig {
@@ -95,7 +146,29 @@ impl RawConfig {
         }
         let defaults = Thresholds::default();
         let data = self.data.unwrap_or_else(|| default_data.to_owned());
+        let mut quotas = Quotas::new(self.ward_quota.unwrap_or(defaults.ward_quota));
+        for q in &self.quotas {
+            let code_ok =
+                matches!(q.unit.len(), 2 | 5) && q.unit.bytes().all(|b| b.is_ascii_digit());
+            if !code_ok {
+                return Err(invalid(
+                    "quotas.unit",
+                    "a 2-digit province or 5-digit ward code",
+                ));
+            }
+            if q.mobile.is_none() && q.fixed.is_none() {
+                return Err(invalid("quotas", "set mobile, fixed or both"));
+            }
+            if quotas
+                .overrides
+                .insert(q.unit.clone(), (q.mobile, q.fixed))
+                .is_some()
+            {
+                return Err(invalid("quotas.unit", "listed twice"));
+            }
+        }
         Ok(CollectorConfig {
+            quotas,
             admin_token_file: self
                 .admin_token_file
                 .unwrap_or_else(|| data.join("admin-token")),
@@ -116,5 +189,40 @@ impl RawConfig {
             mmdb: self.mmdb,
             test_points: self.test_points,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(quotas: &str) -> Result<CollectorConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(quotas).unwrap();
+        raw.resolve(Path::new("data"))
+    }
+
+    #[test]
+    fn a_ward_override_beats_its_province_which_beats_the_default() {
+        let config = resolve(
+            "ward_quota = 250\n\
+             [[quotas]]\nunit = \"79\"\nmobile = 200\n\
+             [[quotas]]\nunit = \"26740\"\nfixed = 50\n",
+        )
+        .unwrap();
+        let q = &config.quotas;
+        assert_eq!(q.of_ward("26740", "79"), (200, 50));
+        assert_eq!(q.of_ward("26743", "79"), (200, 250));
+        assert_eq!(q.of_ward("00070", "01"), (250, 250));
+    }
+
+    #[test]
+    fn bad_overrides_are_refused() {
+        for bad in [
+            "[[quotas]]\nunit = \"7\"\nmobile = 1\n",
+            "[[quotas]]\nunit = \"79\"\n",
+            "[[quotas]]\nunit = \"79\"\nmobile = 1\n[[quotas]]\nunit = \"79\"\nfixed = 1\n",
+        ] {
+            assert!(resolve(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod generate;
 pub mod locate;
 pub mod period;
 pub mod registry;
+pub mod report;
 pub mod rollup;
 pub mod state;
 pub mod stats;

@@ -110,6 +110,19 @@ impl CollectorState {
                 .await
                 .map_err(|e| CollectorError::Store(StoreError::Open(e.to_string())))??
         };
+        for code in config.quotas.units() {
+            let known = if code.len() == 2 {
+                enricher.units.province(code).is_some()
+            } else {
+                enricher.units.ward(code).is_some()
+            };
+            if !known {
+                return Err(CollectorError::Config(crate::config::ConfigError::Invalid {
+                    field: "quotas.unit",
+                    reason: format!("{code} is not a province or ward of the 2025 units"),
+                }));
+            }
+        }
         let maps = tokio::task::spawn_blocking(ispeed_web::map::Maps::embedded)
             .await
             .map_err(|e| CollectorError::Store(StoreError::Open(e.to_string())))??;

@@ -57,7 +57,8 @@ pub fn to_csv(report: &Report) -> String {
 
 fn unit_fields(unit: &UnitRow) -> Vec<String> {
     let s = &unit.summary;
-    let percent = |v: Option<f64>| number(v.map(|x| x * 100.0));
+    // Derived shares, not API figures: two decimals are plenty.
+    let percent = |v: Option<f64>| v.map_or_else(String::new, |x| format!("{:.2}", x * 100.0));
     let attainment = unit.attainment();
     let shortfall = unit.shortfall();
     let mut notes: Vec<&str> = s.flags.iter().map(|f| flag_text(f)).collect();

@@ -31,9 +31,9 @@ pub fn to_html(report: &Report, map_svg: Option<&str>) -> String {
          <title>{t}</title><style>{STYLE}</style></head><body>\n<h1>{t}</h1>\n",
         t = escape(&title)
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p class=\"meta\">Tháng {}{}. So sánh với tháng {}.</p>\n",
+        "<p class=\"meta\">Tháng {}{}. So sánh với tháng {}.</p>",
         escape(&report.month),
         if report.provisional {
             " (chưa kết thúc: số liệu còn thay đổi)"
@@ -73,6 +73,9 @@ fn percent(value: Option<f64>) -> String {
     )
 }
 
+/// A summary table row: its label and how to show a summary's value.
+type SummaryLine = (&'static str, fn(&Summary) -> String);
+
 fn summary(h: &mut String, report: &Report) {
     let national = report.national.as_ref();
     h.push_str("<h2>Tóm tắt</h2>\n<table><thead><tr><th>Chỉ số</th>");
@@ -85,7 +88,7 @@ fn summary(h: &mut String, report: &Report) {
         h.push_str("<th>Cả nước</th>");
     }
     h.push_str("</tr></thead><tbody>");
-    let rows: [(&str, fn(&Summary) -> String); 8] = [
+    let rows: [SummaryLine; 8] = [
         ("Số mẫu", |s| s.n.to_string()),
         ("Số mẫu di động", |s| s.mobile_n.to_string()),
         ("Số mẫu cố định", |s| s.fixed_n.to_string()),
@@ -117,18 +120,18 @@ fn summary(h: &mut String, report: &Report) {
     }
     h.push_str("</tbody></table>\n");
     if report.summary.flags.iter().any(|f| f == "insufficient") {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<p class=\"warn\">{}: dưới {} mẫu, tháng này chưa đủ để đánh giá.</p>\n",
+            "<p class=\"warn\">{}: dưới {} mẫu, tháng này chưa đủ để đánh giá.</p>",
             escape(&own),
             report.rules.province_min
         );
     }
     if matches!(report.scope, Scope::Province { .. }) {
         let below = report.units.iter().filter(|u| u.below_quota()).count();
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<p>{below} trên {} xã, phường chưa đạt chỉ tiêu (liệt kê trước, kèm số mẫu còn thiếu).</p>\n",
+            "<p>{below} trên {} xã, phường chưa đạt chỉ tiêu (liệt kê trước, kèm số mẫu còn thiếu).</p>",
             report.units.len()
         );
     }

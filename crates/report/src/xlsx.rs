@@ -70,12 +70,22 @@ impl Styles {
     }
 }
 
+/// A4 landscape, one page wide, the header row repeated on every page.
+fn printable(sheet: &mut Worksheet, header_row: u32) -> Result<(), XlsxError> {
+    sheet.set_paper_size(9);
+    sheet.set_landscape();
+    sheet.set_print_fit_to_pages(1, 0);
+    sheet.set_repeat_rows(header_row, header_row)?;
+    Ok(())
+}
+
 fn headers(
     sheet: &mut Worksheet,
     row: u32,
     names: &[&str],
     styles: &Styles,
 ) -> Result<(), XlsxError> {
+    printable(sheet, row)?;
     for (col, name) in names.iter().enumerate() {
         sheet.write_string_with_format(row, col as u16, *name, &styles.header)?;
         sheet.set_column_width(col as u16, if col == 1 { 24 } else { 13 })?;
@@ -98,9 +108,12 @@ fn opt_number(
     Ok(())
 }
 
+/// How to read one figure of a summary.
+type SummaryValue = fn(&crate::Summary) -> Option<f64>;
+
 fn summary_sheet(sheet: &mut Worksheet, report: &Report, styles: &Styles) -> Result<(), XlsxError> {
     sheet.set_name("Tóm tắt")?;
-    sheet.set_column_width(0, 38)?;
+    sheet.set_column_width(0, 48)?;
     sheet.set_column_width(1, 16)?;
     sheet.set_column_width(2, 16)?;
     sheet.write_string_with_format(0, 0, report.title(), &styles.title)?;
@@ -120,41 +133,34 @@ fn summary_sheet(sheet: &mut Worksheet, report: &Report, styles: &Styles) -> Res
         sheet.write_string_with_format(row, col as u16, *name, &styles.header)?;
     }
     sheet.set_freeze_panes(row + 1, 0)?;
+    printable(sheet, row)?;
     row += 1;
     let s = &report.summary;
-    let lines: [(&str, Box<dyn Fn(&crate::Summary) -> Option<f64>>, &Format); 8] = [
-        ("Số mẫu", Box::new(|s| Some(s.n as f64)), &styles.integer),
+    let lines: [(&str, SummaryValue, &Format); 8] = [
+        ("Số mẫu", |s| Some(s.n as f64), &styles.integer),
         (
             "Số mẫu di động",
-            Box::new(|s| Some(s.mobile_n as f64)),
+            |s| Some(s.mobile_n as f64),
             &styles.integer,
         ),
         (
             "Số mẫu cố định",
-            Box::new(|s| Some(s.fixed_n as f64)),
+            |s| Some(s.fixed_n as f64),
             &styles.integer,
         ),
-        (
-            "Số thiết bị",
-            Box::new(|s| Some(s.devices as f64)),
-            &styles.integer,
-        ),
+        ("Số thiết bị", |s| Some(s.devices as f64), &styles.integer),
         (
             "Tải xuống trung vị (Mbit/s)",
-            Box::new(|s| s.download_mbps),
+            |s| s.download_mbps,
             &styles.speed,
         ),
         (
             "Tải lên trung vị (Mbit/s)",
-            Box::new(|s| s.upload_mbps),
+            |s| s.upload_mbps,
             &styles.speed,
         ),
-        (
-            "Độ trễ trung vị (ms)",
-            Box::new(|s| s.latency_ms),
-            &styles.speed,
-        ),
-        ("Tỷ lệ IPv6", Box::new(|s| s.ipv6_share), &styles.percent),
+        ("Độ trễ trung vị (ms)", |s| s.latency_ms, &styles.speed),
+        ("Tỷ lệ IPv6", |s| s.ipv6_share, &styles.percent),
     ];
     for (label, value, format) in &lines {
         sheet.write_string(row, 0, *label)?;
@@ -314,8 +320,7 @@ fn below_quota_sheet(
         "Tổng số mẫu còn thiếu",
     ];
     headers(sheet, 0, &names, styles)?;
-    let mut row = 1;
-    for unit in report.units.iter().filter(|u| u.below_quota()) {
+    for (row, unit) in (1..).zip(report.units.iter().filter(|u| u.below_quota())) {
         let (sm, sf) = unit.shortfall().unwrap_or_default();
         sheet.write_string(row, 0, &unit.code)?;
         sheet.write_string(row, 1, &unit.name)?;
@@ -329,7 +334,6 @@ fn below_quota_sheet(
         ] {
             sheet.write_number_with_format(row, col, v as f64, &styles.integer)?;
         }
-        row += 1;
     }
     Ok(())
 }
