@@ -82,6 +82,7 @@ pub async fn run(
     let store = open_sqlite(&config.collector).await?;
     let state = CollectorState::open(config.collector.clone(), store).await?;
     let bound = local_addrs(&listeners)?;
+    tokio::spawn(archive_reports(state.clone(), shutdown.clone()));
     tracing::info!(addresses = ?bound, data = %config.collector.data.display(), "collector listening");
     let Some(tp_config) = config.test_point else {
         serve_plain(listeners, app(state), shutdown).await;
@@ -167,6 +168,22 @@ async fn local_liveness(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(HEARTBEAT_INTERVAL_S)) => {}
+        }
+    }
+}
+
+/// Keeps the last closed month's reports in `<data>/reports/`: checked at
+/// start and every hour, so they appear on the 1st (ICT) and are kept.
+async fn archive_reports(state: CollectorState, shutdown: CancellationToken) {
+    loop {
+        match report::archive_last_month(&state, api::now_ms()).await {
+            Ok(Some(month)) => tracing::info!(%month, "monthly reports archived"),
+            Ok(None) => {}
+            Err(failure) => tracing::warn!(message = %failure.message, "monthly reports not archived"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
         }
     }
 }

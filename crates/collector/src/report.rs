@@ -454,3 +454,51 @@ pub fn file_name(report: &Report, format: Format) -> String {
     };
     format!("ispeed-{}-{scope}.{}", report.month, format.extension())
 }
+
+/// Where the reports of a closed month are kept: `<data>/reports/YYYY-MM/`.
+pub fn archive_dir(state: &CollectorState, month: Month) -> std::path::PathBuf {
+    state.config.data.join("reports").join(month.to_string())
+}
+
+/// Writes every report of the last closed month (the nation and each
+/// province, in each format) unless they are already there; a `complete`
+/// file marks a finished set. Returns the month written, if any.
+pub async fn archive_last_month(
+    state: &CollectorState,
+    now_ms: u64,
+) -> Result<Option<Month>, ApiFailure> {
+    let month = Month(Month::of_unix_ms(now_ms).0 - 1);
+    let dir = archive_dir(state, month);
+    if dir.join("complete").exists() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&dir).map_err(io_failure)?;
+    let mut scopes: Vec<Option<String>> = vec![None];
+    scopes.extend(
+        state
+            .enricher
+            .units
+            .provinces()
+            .iter()
+            .map(|p| Some(p.code.clone())),
+    );
+    for scope in scopes {
+        let report = build(state, scope.as_deref(), &month.to_string()).await?;
+        for format in [Format::Csv, Format::Xlsx, Format::Html] {
+            let bytes = render(state, &report, format)?;
+            let path = dir.join(file_name(&report, format));
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, bytes).map_err(io_failure)?;
+            std::fs::rename(&tmp, &path).map_err(io_failure)?;
+        }
+    }
+    std::fs::write(dir.join("complete"), b"").map_err(io_failure)?;
+    Ok(Some(month))
+}
+
+fn io_failure(error: std::io::Error) -> ApiFailure {
+    ApiFailure::new(
+        ErrorCode::Internal,
+        format!("cannot write the report archive: {error}"),
+    )
+}
