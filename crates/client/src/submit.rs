@@ -217,6 +217,7 @@ pub fn build_submission(
         access,
         location,
         ward_code,
+        legacy_ward_code: None,
         metrics: ClientMetrics {
             download_mbps: result.client_measured.download_mbps,
             upload_mbps: result.client_measured.upload_sent_mbps,

@@ -55,6 +55,7 @@ fn sample(measured_at_ms: u64) -> SubmitResult {
         access: Access::Unknown,
         location: None,
         ward_code: None,
+        legacy_ward_code: None,
         metrics: ClientMetrics::default(),
         receipt: "v1.e30.AAAA".into(),
         source: None,

@@ -463,6 +463,7 @@ impl Generator {
             access,
             location,
             ward_code,
+            legacy_ward_code: None,
             metrics,
             receipt,
             source,

@@ -82,10 +82,12 @@ pub async fn run(
     let store = open_sqlite(&config.collector).await?;
     let state = CollectorState::open(config.collector.clone(), store).await?;
     let bound = local_addrs(&listeners)?;
-    tokio::spawn(archive_reports(state.clone(), shutdown.clone()));
+    let archiver = tokio::spawn(archive_reports(state.clone(), shutdown.clone()));
     tracing::info!(addresses = ?bound, data = %config.collector.data.display(), "collector listening");
     let Some(tp_config) = config.test_point else {
         serve_plain(listeners, app(state), shutdown).await;
+        // The store is released only when every holder of the state is gone.
+        let _ = archiver.await;
         return Ok(());
     };
     let grace = tp_config.shutdown_grace;
@@ -114,7 +116,7 @@ pub async fn run(
     state.register_test_point(record).await?;
     state.set_local_test_point(test_point.clone());
     tracing::info!(id = %tp_config.test_point_id, public_key = %test_point.public_key, "local test point registered");
-    tokio::spawn(local_liveness(
+    let liveness = tokio::spawn(local_liveness(
         state.clone(),
         test_point.clone(),
         shutdown.clone(),
@@ -139,6 +141,8 @@ pub async fn run(
             let _ = tp_task.await;
         }
     }
+    let _ = archiver.await;
+    let _ = liveness.await;
     Ok(())
 }
 
@@ -176,10 +180,18 @@ async fn local_liveness(
 /// start and every hour, so they appear on the 1st (ICT) and are kept.
 async fn archive_reports(state: CollectorState, shutdown: CancellationToken) {
     loop {
-        match report::archive_last_month(&state, api::now_ms()).await {
+        // Stopping drops a half-written set; it has no `complete` marker and
+        // is written again at the next start.
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            outcome = report::archive_last_month(&state, api::now_ms()) => outcome,
+        };
+        match outcome {
             Ok(Some(month)) => tracing::info!(%month, "monthly reports archived"),
             Ok(None) => {}
-            Err(failure) => tracing::warn!(message = %failure.message, "monthly reports not archived"),
+            Err(failure) => {
+                tracing::warn!(message = %failure.message, "monthly reports not archived")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -90,8 +90,10 @@ pub fn load_enricher(config: &CollectorConfig) -> Result<Enricher, CollectorErro
         Some(path) => IspResolver::with_table(Box::new(MmdbTable::open(path)?))?,
         None => IspResolver::embedded()?,
     };
+    let units = Units::embedded()?;
     Ok(Enricher {
-        units: Units::embedded()?,
+        legacy: ispeed_enrich::LegacyWards::embedded(&units)?,
+        units,
         wards: WardIndex::embedded()?,
         isps,
     })
@@ -117,10 +119,12 @@ impl CollectorState {
                 enricher.units.ward(code).is_some()
             };
             if !known {
-                return Err(CollectorError::Config(crate::config::ConfigError::Invalid {
-                    field: "quotas.unit",
-                    reason: format!("{code} is not a province or ward of the 2025 units"),
-                }));
+                return Err(CollectorError::Config(
+                    crate::config::ConfigError::Invalid {
+                        field: "quotas.unit",
+                        reason: format!("{code} is not a province or ward of the 2025 units"),
+                    },
+                ));
             }
         }
         let maps = tokio::task::spawn_blocking(ispeed_web::map::Maps::embedded)

@@ -412,6 +412,8 @@ pub struct Enricher {
     pub units: Units,
     pub wards: WardIndex,
     pub isps: IspResolver,
+    /// Pre-2025 wards and their 2025 successors.
+    pub legacy: ispeed_enrich::LegacyWards,
 }
 
 /// Builds the record to store from a verified submission.
@@ -450,10 +452,26 @@ pub fn build_record(
     let located = submission
         .location
         .and_then(|l| enricher.wards.locate(l.lat, l.lon));
-    let (ward_code, place_source) = match (located, &submission.ward_code) {
-        (Some(ward), _) => (Some(ward.to_owned()), PlaceSource::Location),
-        (None, Some(chosen)) => (Some(chosen.clone()), PlaceSource::Manual),
-        (None, None) => (None, PlaceSource::None),
+    if submission.ward_code.is_some() && submission.legacy_ward_code.is_some() {
+        return Err(refuse(
+            ErrorCode::BadRequest,
+            "give ward_code (2025 units) or legacy_ward_code (before July 2025), not both",
+        ));
+    }
+    let legacy = match &submission.legacy_ward_code {
+        None => None,
+        Some(code) => Some(enricher.legacy.get(code).ok_or_else(|| {
+            refuse(
+                ErrorCode::UnknownUnit,
+                format!("legacy_ward_code {code:?} is not a ward of the units before July 2025"),
+            )
+        })?),
+    };
+    let (ward_code, place_source) = match (located, &submission.ward_code, legacy) {
+        (Some(ward), _, _) => (Some(ward.to_owned()), PlaceSource::Location),
+        (None, Some(chosen), _) => (Some(chosen.clone()), PlaceSource::Manual),
+        (None, None, Some(old)) => (Some(old.successor.clone()), PlaceSource::Legacy),
+        (None, None, None) => (None, PlaceSource::None),
     };
     let province_code = ward_code
         .as_deref()
@@ -481,7 +499,13 @@ pub fn build_record(
         asn: isp.asn,
         isp: isp.isp_id,
         location: submission.location,
-        ward_chosen: submission.ward_code.clone(),
+        // The unit as named: a 2025 ward, or `legacy:` and an old one.
+        ward_chosen: submission.ward_code.clone().or_else(|| {
+            submission
+                .legacy_ward_code
+                .as_ref()
+                .map(|c| format!("legacy:{c}"))
+        }),
         province_code,
         ward_code,
         place_source,

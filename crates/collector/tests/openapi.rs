@@ -383,6 +383,7 @@ fn serialised_responses_match_their_schemas() {
                 source: LocationSource::Gps,
             }),
             ward_code: full.then(|| "00070".into()),
+            legacy_ward_code: None,
             metrics: ClientMetrics {
                 download_mbps: full.then_some(99.0),
                 ..Default::default()

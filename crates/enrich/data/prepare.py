@@ -38,3 +38,19 @@ with open(HERE / "provinces.csv", "w", encoding="utf-8", newline="") as out:
         assert not any(c in str(p[k]) for k in cols for c in ',"\n'), p
         w.writerow([p[k] for k in cols])
 print(f"wrote {HERE}: {len(props)} provinces")
+
+# Pre-July-2025 wards and the 2025 wards that took them over (a split ward
+# has several successors; `is_default` marks the one a bare old code maps to).
+cols = ["old_ward_code", "old_ward_name", "old_district_name", "old_province_code", "new_ward_code", "is_default"]
+with open(ADMIN / "legacy_to_2025.csv", encoding="utf-8") as f:
+    # Island districts without wards (Bạch Long Vĩ, Côn Đảo, ...) have no
+    # old ward code: nothing can name them, so they are left out.
+    rows = [r for r in csv.DictReader(f) if r["old_ward_code"]]
+buf = []
+for r in sorted(rows, key=lambda r: (r["old_ward_code"], r["new_ward_code"])):
+    assert not any(c in r[k] for k in cols for c in ',"\n'), r
+    buf.append(",".join(r[k] for k in cols))
+with open(HERE / "legacy.csv.gz", "wb") as out:
+    with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=out, mtime=0) as gz:
+        gz.write(("\n".join([",".join(cols)] + buf) + "\n").encode("utf-8"))
+print(f"wrote {HERE}: {len(rows)} legacy rows")

@@ -23,10 +23,12 @@
 mod csv;
 mod geo;
 mod isp;
+mod legacy;
 mod units;
 
 pub use geo::WardIndex;
 pub use isp::{AsnInfo, IpToAsn, Isp, IspMatch, IspResolver, MmdbTable, PrefixTable, OTHER_ISP};
+pub use legacy::{LegacyWard, LegacyWards};
 pub use units::{Province, Units, Ward};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

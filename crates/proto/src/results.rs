@@ -161,6 +161,11 @@ pub struct SubmitResult {
     /// A ward the user chose by hand (5-digit code), used when there is no location.
     #[serde(default)]
     pub ward_code: Option<String>,
+    /// A ward of the units before the July 2025 reform (its 5-digit code),
+    /// from an older app or an import; counted in the 2025 ward that took
+    /// it over. Used when there is neither a location nor `ward_code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_ward_code: Option<String>,
     pub metrics: ClientMetrics,
     /// The test point's compact receipt, verbatim.
     pub receipt: String,
@@ -232,6 +237,9 @@ pub enum PlaceSource {
     Location,
     /// The ward the user chose.
     Manual,
+    /// A ward of the units before July 2025 (`legacy_ward_code`), counted
+    /// in the 2025 ward that took it over.
+    Legacy,
     /// Neither: counted nationally only.
     None,
 }

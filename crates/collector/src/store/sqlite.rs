@@ -981,6 +981,7 @@ fn place_source_str(source: PlaceSource) -> &'static str {
     match source {
         PlaceSource::Location => "location",
         PlaceSource::Manual => "manual",
+        PlaceSource::Legacy => "legacy",
         PlaceSource::None => "none",
     }
 }
