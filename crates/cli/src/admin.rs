@@ -144,6 +144,27 @@ enum AdminCommand {
     /// Test points: list, approve, revoke.
     #[command(subcommand)]
     TestPoints(TestPointCommand),
+    /// Officials' accounts: add, list, disable.
+    #[command(subcommand)]
+    Users(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an account; the password is read from the first line of standard input.
+    Add {
+        username: String,
+        /// admin, province or viewer.
+        #[arg(long, value_parser = ["admin", "province", "viewer"])]
+        role: String,
+        /// The province of a `province` account (2-digit code).
+        #[arg(long, value_name = "CODE")]
+        province: Option<String>,
+    },
+    /// Every account.
+    List,
+    /// Disable an account and end its sessions.
+    Disable { username: String },
 }
 
 #[derive(Subcommand)]
@@ -178,7 +199,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let collector = args.collector.trim_end_matches('/');
-    let AdminCommand::TestPoints(command) = args.command;
+    let command = match args.command {
+        AdminCommand::TestPoints(command) => command,
+        AdminCommand::Users(command) => return users(collector, &token, command).await,
+    };
     let (method, path) = match &command {
         TestPointCommand::List { .. } => (Method::GET, paths::ADMIN_TEST_POINTS.to_owned()),
         TestPointCommand::Approve { id } => (Method::POST, paths::admin_action(id, "approve")),
@@ -226,4 +250,58 @@ fn row(tp: &AdminTestPoint) {
         tp.url,
         tp.public_key
     );
+}
+
+async fn users(collector: &str, token: &str, command: UserCommand) -> anyhow::Result<ExitCode> {
+    use ispeed_client::submit::admin_request_with_body;
+    let outcome = match &command {
+        UserCommand::Add {
+            username,
+            role,
+            province,
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("cannot read the password from standard input")?;
+            let body = serde_json::json!({
+                "username": username,
+                "password": password.trim_end_matches(['\r', '\n']),
+                "role": role,
+                "province_code": province,
+            });
+            admin_request_with_body(
+                collector,
+                Method::POST,
+                "/api/v1/admin/users",
+                token,
+                Some(serde_json::to_vec(&body)?),
+            )
+            .await
+        }
+        UserCommand::List => {
+            admin_request_with_body(collector, Method::GET, "/api/v1/admin/users", token, None)
+                .await
+        }
+        UserCommand::Disable { username } => {
+            admin_request_with_body(
+                collector,
+                Method::POST,
+                &format!("/api/v1/admin/users/{username}/disable"),
+                token,
+                None,
+            )
+            .await
+        }
+    };
+    match outcome {
+        Ok(body) => {
+            println!("{}", String::from_utf8_lossy(&body));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -268,8 +268,19 @@ pub async fn admin_request(
     path: &str,
     token: &str,
 ) -> Result<Bytes, SubmitError> {
+    admin_request_with_body(collector_url, method, path, token, None).await
+}
+
+/// Like [`admin_request`], with a JSON body.
+pub async fn admin_request_with_body(
+    collector_url: &str,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Bytes, SubmitError> {
     let (status, retry_after, body) =
-        exchange_as(collector_url, method, path, None, Some(token)).await?;
+        exchange_as(collector_url, method, path, body, Some(token)).await?;
     if status.is_success() {
         Ok(body)
     } else {

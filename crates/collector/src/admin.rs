@@ -34,6 +34,15 @@ impl AdminAuth {
         }
     }
 
+    /// Whether `token` is the admin token (constant time).
+    pub fn matches(&self, token: &str) -> bool {
+        let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        hash.iter()
+            .zip(self.token_hash.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
     /// Refuses with `401 unauthorized` unless the request carries the token.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiFailure> {
         let given = headers

@@ -61,6 +61,17 @@ pub fn routes(state: CollectorState) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/api/v1/reports", get(report))
+        .route("/api/v1/exports/results", get(crate::auth::export_results))
+        .route(
+            "/api/v1/admin/users",
+            get(crate::auth::list_users).post(crate::auth::create_user),
+        )
+        .route(
+            "/api/v1/admin/users/{username}/disable",
+            post(crate::auth::disable_user),
+        )
+        .route("/api/v1/admin/audit", get(crate::auth::audit_log))
+        .merge(crate::auth::routes())
         .merge(crate::web::pages())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -677,7 +688,7 @@ async fn admin_list(
     State(state): State<CollectorState>,
     headers: HeaderMap,
 ) -> Result<Json<AdminTestPoints>, ApiFailure> {
-    state.admin.check(&headers)?;
+    crate::auth::require_admin(&state, &headers, false).await?;
     Ok(Json(AdminTestPoints {
         test_points: state.registry.admin_view(now_ms()),
     }))
@@ -688,16 +699,27 @@ async fn admin_action(
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<AdminTestPoint>, ApiFailure> {
-    state.admin.check(&headers)?;
+    let actor = crate::auth::require_admin(&state, &headers, true).await?;
     let Path((id, action)) = path.map_err(|e| ApiFailure::bad_request(e.to_string()))?;
-    match action.as_str() {
-        "approve" => Ok(Json(state.approve(&id, now_ms()).await?)),
-        "revoke" => Ok(Json(state.revoke(&id, now_ms()).await?)),
-        _ => Err(ApiFailure::new(
-            ErrorCode::NotFound,
-            format!("no admin action {action:?}; use approve or revoke"),
-        )),
-    }
+    let done = match action.as_str() {
+        "approve" => state.approve(&id, now_ms()).await?,
+        "revoke" => state.revoke(&id, now_ms()).await?,
+        _ => {
+            return Err(ApiFailure::new(
+                ErrorCode::NotFound,
+                format!("no admin action {action:?}; use approve or revoke"),
+            ))
+        }
+    };
+    crate::auth::audit(
+        &state,
+        &actor.name,
+        &format!("test_point_{action}"),
+        Some(&id),
+        Some(serde_json::json!({"public_key": done.public_key})),
+    )
+    .await;
+    Ok(Json(done))
 }
 
 /// Collector counters, then the local test point's, in the Prometheus text format.

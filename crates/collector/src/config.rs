@@ -62,6 +62,11 @@ pub struct RawConfig {
     /// Ward quota overrides per province or ward (`[[collector.quotas]]`).
     #[serde(default)]
     pub quotas: Vec<RawQuota>,
+    /// How long a web sign-in lasts (default 8 h).
+    pub session_ttl_s: Option<u64>,
+    /// Mark cookies `Secure` even without `X-Forwarded-Proto: https`
+    /// (a collector served over HTTPS directly).
+    pub secure_cookies: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +89,8 @@ pub struct CollectorConfig {
     pub admin_token_file: PathBuf,
     pub collector_key_file: PathBuf,
     pub quotas: Quotas,
+    pub session_ttl: Duration,
+    pub secure_cookies: bool,
 }
 
 /// Samples a ward should reach per month and access type: the default
@@ -169,6 +176,12 @@ impl RawConfig {
         }
         Ok(CollectorConfig {
             quotas,
+            session_ttl: Duration::from_secs(match self.session_ttl_s {
+                Some(0) => return Err(invalid("session_ttl_s", "must be at least 1")),
+                Some(s) => s,
+                None => 8 * 3600,
+            }),
+            secure_cookies: self.secure_cookies.unwrap_or(false),
             admin_token_file: self
                 .admin_token_file
                 .unwrap_or_else(|| data.join("admin-token")),

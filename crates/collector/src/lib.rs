@@ -10,8 +10,10 @@
 //! it is durable, never store a raw device id or a full client address, and
 //! never block an async worker thread on the database.
 
+pub mod accounts;
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod generate;

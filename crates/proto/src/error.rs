@@ -77,11 +77,14 @@ pub enum ErrorCode {
     RegistrationChanged,
     /// Collector: no approved, alive test point with spare capacity now.
     NoTestPointAvailable,
+    /// Collector: signed in, but not allowed to do this (role, province, or
+    /// a form post without its session's CSRF token).
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive listings (metrics, documentation, tests).
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 35] = [
         ErrorCode::UnknownSession,
         ErrorCode::SessionExpired,
         ErrorCode::SessionFinished,
@@ -116,6 +119,7 @@ impl ErrorCode {
         ErrorCode::StaleHeartbeat,
         ErrorCode::RegistrationChanged,
         ErrorCode::NoTestPointAvailable,
+        ErrorCode::Forbidden,
     ];
 
     /// The HTTP status this code is sent with.
@@ -144,7 +148,7 @@ impl ErrorCode {
             | ErrorCode::TokenReused
             | ErrorCode::TokenAudience
             | ErrorCode::Unauthorized => 401,
-            ErrorCode::TestPointRevoked => 403,
+            ErrorCode::TestPointRevoked | ErrorCode::Forbidden => 403,
             ErrorCode::KeyMismatch | ErrorCode::StaleHeartbeat | ErrorCode::RegistrationChanged => {
                 409
             }
@@ -188,6 +192,7 @@ impl ErrorCode {
             ErrorCode::StaleHeartbeat => "stale_heartbeat",
             ErrorCode::RegistrationChanged => "registration_changed",
             ErrorCode::NoTestPointAvailable => "no_test_point_available",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

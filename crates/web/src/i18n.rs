@@ -147,6 +147,22 @@ pub struct Text {
     pub error_busy: &'static str,
     /// Shown when a test point refuses the test and the next one is tried.
     pub failover: &'static str,
+    // Officials' accounts.
+    pub sign_in: &'static str,
+    pub sign_out: &'static str,
+    pub username: &'static str,
+    pub password: &'static str,
+    pub sign_in_failed: &'static str,
+    pub account_title: &'static str,
+    pub account_role: &'static str,
+    pub account_exports: &'static str,
+    pub account_reports: &'static str,
+    pub api_tokens: &'static str,
+    pub api_token_name: &'static str,
+    pub api_token_create: &'static str,
+    pub api_token_created: &'static str,
+    pub api_token_revoke: &'static str,
+    pub api_token_revoked: &'static str,
     pub measured_by_server: &'static str,
     pub no_javascript: &'static str,
 

@@ -16,6 +16,7 @@ use ispeed_proto::results::{
 };
 use uuid::Uuid;
 
+use crate::accounts::{ApiTokenRecord, AuditEntry, SessionRecord, User};
 use crate::rollup::{Cell, CellKey, Contribution, Grain};
 
 /// A verified, enriched result ready to be stored.
@@ -262,6 +263,28 @@ pub struct TestPointDetails {
     pub max_sessions: u32,
 }
 
+/// One stored result as a province may export it: no device hash, no
+/// client address, no raw position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRow {
+    pub result_id: String,
+    pub measured_at_ms: u64,
+    pub day: i32,
+    pub province_code: Option<String>,
+    pub ward_code: Option<String>,
+    pub place_source: String,
+    pub isp: String,
+    pub access: String,
+    pub ip_version: u8,
+    pub download_mbps: Option<f64>,
+    pub upload_mbps: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub status: String,
+    pub counted: bool,
+    pub source: Option<String>,
+    pub test_point_id: String,
+}
+
 /// Counts after `rebuild-rollups`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RebuildReport {
@@ -318,4 +341,48 @@ pub trait Store: Send + Sync + 'static {
         last_day: i32,
         limit: u32,
     ) -> Result<Vec<SourceCount>, StoreError>;
+    /// Stored results of a province whose test started in `[first_day,
+    /// last_day]`, in ingest order, as a province may export them.
+    async fn export_results(
+        &self,
+        province_code: &str,
+        first_day: i32,
+        last_day: i32,
+    ) -> Result<Vec<ExportRow>, StoreError>;
+
+    // ---- accounts (spec/accounts.md); every write is durable on return ----
+    /// `Ok(None)` when the username is taken.
+    async fn create_user(&self, user: User) -> Result<Option<i64>, StoreError>;
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
+    async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError>;
+    async fn users(&self) -> Result<Vec<User>, StoreError>;
+    /// Disables an account and ends its sessions; false if there is none.
+    async fn disable_user(&self, username: &str, at_ms: u64) -> Result<bool, StoreError>;
+    async fn create_session(
+        &self,
+        token_hash: [u8; 32],
+        session: SessionRecord,
+        created_at_ms: u64,
+    ) -> Result<(), StoreError>;
+    async fn session(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>, StoreError>;
+    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<(), StoreError>;
+    async fn create_api_token(
+        &self,
+        token_hash: [u8; 32],
+        user_id: i64,
+        name: &str,
+        at_ms: u64,
+    ) -> Result<i64, StoreError>;
+    async fn api_token(&self, token_hash: [u8; 32]) -> Result<Option<ApiTokenRecord>, StoreError>;
+    async fn api_tokens_of(&self, user_id: i64) -> Result<Vec<ApiTokenRecord>, StoreError>;
+    /// Revokes a token of `user_id` (any user's with `None`); false if none.
+    async fn revoke_api_token(
+        &self,
+        id: i64,
+        user_id: Option<i64>,
+        at_ms: u64,
+    ) -> Result<bool, StoreError>;
+    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    /// The latest entries, newest first.
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 }

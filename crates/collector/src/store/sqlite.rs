@@ -24,9 +24,10 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    CellQuery, CountedValues, InsertOutcome, NewResult, RebuildReport, SourceCount, Store,
-    StoreError, StoredRow, TestPointRecord,
+    CellQuery, CountedValues, ExportRow, InsertOutcome, NewResult, RebuildReport, SourceCount,
+    Store, StoreError, StoredRow, TestPointRecord,
 };
+use crate::accounts::{ApiTokenRecord, AuditEntry, Role, SessionRecord, User};
 use crate::period::Month;
 use crate::rollup::{level_to_i64, Cell, CellKey, Contribution, Grain, ALL_ACCESS};
 
@@ -49,6 +50,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../../migrations/sqlite/0004_source.sql")),
     // 5: registration status of test points, and each result's test-point class.
     Migration::Sql(include_str!("../../migrations/sqlite/0005_registry.sql")),
+    // 6: officials' accounts, sessions, API tokens, audit log.
+    Migration::Sql(include_str!("../../migrations/sqlite/0006_accounts.sql")),
 ];
 /// Read-only connections kept for queries.
 const READERS: usize = 4;
@@ -139,6 +142,8 @@ enum Job {
     Rebuild(Reply<RebuildReport>),
     UpsertTestPoint(Box<TestPointRecord>, Reply<()>),
     DeviceKey(Reply<[u8; 32]>),
+    /// Any other write, run on the writer's connection (autocommit, durable).
+    Exec(Box<dyn FnOnce(&Connection) + Send>),
 }
 
 /// SQLite implementation of [`Store`].
@@ -287,6 +292,19 @@ impl SqliteStore {
             .send(job(reply))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `write` on the writer thread's connection and returns its result.
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.ask(|reply| {
+            Job::Exec(Box::new(move |connection| {
+                let _ = reply.send(write(connection));
+            }))
+        })
+        .await
     }
 
     async fn read<T: Send + 'static>(
@@ -552,6 +570,7 @@ impl Writer {
                 Job::DeviceKey(reply) => {
                     let _ = reply.send(device_key(&self.connection));
                 }
+                Job::Exec(run) => run(&self.connection),
             }
         }
     }
@@ -1060,6 +1079,48 @@ fn stored_from_row(row: &Row<'_>, first: usize) -> Result<StoredRow, StoreError>
     })
 }
 
+const USER_COLUMNS: &str = "SELECT id, username, password_hash, role, province_code, created_at_ms,
+    disabled_at_ms FROM users";
+const TOKEN_COLUMNS: &str =
+    "SELECT id, user_id, name, created_at_ms, revoked_at_ms FROM api_tokens";
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    let role: String = row.get(3)?;
+    Ok(User {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        password_hash: row.get(2)?,
+        role: Role::parse(&role).unwrap_or(Role::Viewer),
+        province_code: row.get(4)?,
+        created_at_ms: row.get::<_, i64>(5)? as u64,
+        disabled_at_ms: row.get::<_, Option<i64>>(6)?.map(|t| t as u64),
+    })
+}
+
+fn query_user(
+    c: &Connection,
+    condition: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<User>, StoreError> {
+    c.query_row(
+        &format!("{USER_COLUMNS} WHERE {condition}"),
+        params,
+        user_from_row,
+    )
+    .optional()
+    .map_err(db_error)
+}
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
+    Ok(ApiTokenRecord {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        name: row.get(2)?,
+        created_at_ms: row.get::<_, i64>(3)? as u64,
+        revoked_at_ms: row.get::<_, Option<i64>>(4)?.map(|t| t as u64),
+    })
+}
+
 fn upsert_test_point(connection: &Connection, tp: &TestPointRecord) -> Result<(), StoreError> {
     // A key belongs to one test point: a renamed one replaces its old row.
     connection
@@ -1302,6 +1363,276 @@ impl Store for SqliteStore {
                 })
                 .map(|n| n as u64)
                 .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn export_results(
+        &self,
+        province_code: &str,
+        first_day: i32,
+        last_day: i32,
+    ) -> Result<Vec<ExportRow>, StoreError> {
+        let province = province_code.to_owned();
+        self.read(move |connection| {
+            let mut statement = connection
+                .prepare(
+                    "SELECT result_id, measured_at_ms, day, province_code, ward_code, place_source,
+                        isp, access_kind, ip_version, download_mbps, upload_mbps, latency_ms,
+                        status, counted, source, test_point_id
+                     FROM results WHERE province_code = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY seq",
+                )
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map(params![province, first_day, last_day], |row| {
+                    Ok(ExportRow {
+                        result_id: row.get(0)?,
+                        measured_at_ms: row.get::<_, i64>(1)? as u64,
+                        day: row.get(2)?,
+                        province_code: row.get(3)?,
+                        ward_code: row.get(4)?,
+                        place_source: row.get(5)?,
+                        isp: row.get(6)?,
+                        access: row.get(7)?,
+                        ip_version: row.get(8)?,
+                        download_mbps: row.get(9)?,
+                        upload_mbps: row.get(10)?,
+                        latency_ms: row.get(11)?,
+                        status: row.get(12)?,
+                        counted: row.get(13)?,
+                        source: row.get(14)?,
+                        test_point_id: row.get(15)?,
+                    })
+                })
+                .map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: User) -> Result<Option<i64>, StoreError> {
+        self.write(move |c| {
+            let inserted = c
+                .execute(
+                    "INSERT INTO users (username, password_hash, role, province_code, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (username) DO NOTHING",
+                    params![
+                        user.username,
+                        user.password_hash,
+                        user.role.as_str(),
+                        user.province_code,
+                        user.created_at_ms as i64
+                    ],
+                )
+                .map_err(db_error)?;
+            Ok((inserted == 1).then(|| c.last_insert_rowid()))
+        })
+        .await
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let username = username.to_owned();
+        self.read(move |c| query_user(c, "username = ?1", params![username]))
+            .await
+    }
+
+    async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        self.read(move |c| query_user(c, "id = ?1", params![id]))
+            .await
+    }
+
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.read(|c| {
+            let mut statement = c
+                .prepare(&format!("{USER_COLUMNS} ORDER BY username"))
+                .map_err(db_error)?;
+            let rows = statement.query_map([], user_from_row).map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn disable_user(&self, username: &str, at_ms: u64) -> Result<bool, StoreError> {
+        let username = username.to_owned();
+        self.write(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE users SET disabled_at_ms = ?2 WHERE username = ?1 AND disabled_at_ms IS NULL",
+                    params![username, at_ms as i64],
+                )
+                .map_err(db_error)?;
+            c.execute(
+                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
+                params![username],
+            )
+            .map_err(db_error)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: [u8; 32],
+        session: SessionRecord,
+        created_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.write(move |c| {
+            // Expired sessions are of no use to anyone: dropped on the way.
+            c.execute(
+                "DELETE FROM sessions WHERE expires_at_ms < ?1",
+                params![created_at_ms as i64],
+            )
+            .map_err(db_error)?;
+            c.execute(
+                "INSERT INTO sessions (token_hash, user_id, csrf, created_at_ms, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    &token_hash[..],
+                    session.user_id,
+                    session.csrf,
+                    created_at_ms as i64,
+                    session.expires_at_ms as i64
+                ],
+            )
+            .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT user_id, csrf, expires_at_ms FROM sessions WHERE token_hash = ?1",
+                params![&token_hash[..]],
+                |row| {
+                    Ok(SessionRecord {
+                        user_id: row.get(0)?,
+                        csrf: row.get(1)?,
+                        expires_at_ms: row.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, token_hash: [u8; 32]) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM sessions WHERE token_hash = ?1",
+                params![&token_hash[..]],
+            )
+            .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_api_token(
+        &self,
+        token_hash: [u8; 32],
+        user_id: i64,
+        name: &str,
+        at_ms: u64,
+    ) -> Result<i64, StoreError> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO api_tokens (token_hash, user_id, name, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![&token_hash[..], user_id, name, at_ms as i64],
+            )
+            .map_err(db_error)?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn api_token(&self, token_hash: [u8; 32]) -> Result<Option<ApiTokenRecord>, StoreError> {
+        self.read(move |c| {
+            c.query_row(
+                &format!("{TOKEN_COLUMNS} WHERE token_hash = ?1"),
+                params![&token_hash[..]],
+                token_from_row,
+            )
+            .optional()
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn api_tokens_of(&self, user_id: i64) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        self.read(move |c| {
+            let mut statement = c
+                .prepare(&format!("{TOKEN_COLUMNS} WHERE user_id = ?1 ORDER BY id"))
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map(params![user_id], token_from_row)
+                .map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn revoke_api_token(
+        &self,
+        id: i64,
+        user_id: Option<i64>,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE api_tokens SET revoked_at_ms = ?3
+                     WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2) AND revoked_at_ms IS NULL",
+                    params![id, user_id, at_ms as i64],
+                )
+                .map_err(db_error)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO audit_log (at_ms, actor, action, target, details) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    entry.at_ms as i64,
+                    entry.actor,
+                    entry.action,
+                    entry.target,
+                    entry.details
+                ],
+            )
+            .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(move |c| {
+            let mut statement = c
+                .prepare(
+                    "SELECT at_ms, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT ?1",
+                )
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map(params![limit], |row| {
+                    Ok(AuditEntry {
+                        at_ms: row.get::<_, i64>(0)? as u64,
+                        actor: row.get(1)?,
+                        action: row.get(2)?,
+                        target: row.get(3)?,
+                        details: row.get(4)?,
+                    })
+                })
+                .map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
         })
         .await
     }
