@@ -45,6 +45,8 @@ enum Command {
     RebuildRollups(serve::RebuildArgs),
     /// Write a month's report (a province's wards, or the nation's provinces).
     Report(serve::ReportArgs),
+    /// Versions of the administrative units: load a new one, list them.
+    Units(serve::UnitsArgs),
     /// Run a test point.
     Server(ServerArgs),
     /// Run a speed test against a test point.
@@ -179,6 +181,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => serve::generate(args, runtime()?),
         Command::RebuildRollups(args) => serve::rebuild(args, runtime()?),
         Command::Report(args) => serve::report(args, runtime()?),
+        Command::Units(args) => serve::units(args, runtime()?),
         Command::Server(args) => server(args),
         Command::Test(args) => test(args),
         Command::VerifyReceipt(args) => verify(args),

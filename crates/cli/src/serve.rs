@@ -375,3 +375,114 @@ pub fn report(args: ReportArgs, runtime: tokio::runtime::Runtime) -> anyhow::Res
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+pub struct UnitsArgs {
+    #[command(subcommand)]
+    command: UnitsCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum UnitsCommand {
+    /// Load a new version of the administrative units, effective from a
+    /// month that has not begun (all files are checked first; a bad file
+    /// changes nothing). `serve` must be stopped; it uses the version at its
+    /// next start.
+    Load {
+        /// Data directory of the store.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// First month the version applies to (YYYY-MM).
+        #[arg(long, value_name = "YYYY-MM")]
+        effective: String,
+        /// A name for the version, e.g. "2026-resolution-1234".
+        #[arg(long)]
+        name: String,
+        /// Wards: CSV in the shared `units.csv` format.
+        #[arg(long, value_name = "FILE")]
+        units: PathBuf,
+        /// Ward boundaries: GeoJSON FeatureCollection with `properties.code`.
+        #[arg(long, value_name = "FILE")]
+        wards: PathBuf,
+        /// Provinces (`code,name,name_en,kind`); the 2025 provinces otherwise.
+        #[arg(long, value_name = "FILE")]
+        provinces: Option<PathBuf>,
+    },
+    /// The stored versions.
+    List {
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+    },
+}
+
+/// `ispeed units`.
+pub fn units(args: UnitsArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let data = match &args.command {
+        UnitsCommand::Load { data, .. } | UnitsCommand::List { data } => data.clone(),
+    };
+    let config = collector_config(&ServeFile::default(), data)?;
+    runtime.block_on(async {
+        let store = ispeed_collector::open_sqlite(&config).await?;
+        match args.command {
+            UnitsCommand::List { .. } => {
+                println!("2025-07  embedded (2025 reform: 34 provinces, 3,321 wards)");
+                for v in store.unit_versions().await? {
+                    println!(
+                        "{}  {}  sha256 {}",
+                        Month(v.effective_month),
+                        v.name,
+                        &v.sha256[..16]
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            UnitsCommand::Load {
+                effective,
+                name,
+                units,
+                wards,
+                provinces,
+                ..
+            } => {
+                let Some(month) = Month::parse(&effective) else {
+                    eprintln!("error: --effective must be YYYY-MM");
+                    return Ok(ExitCode::from(2));
+                };
+                let read = |path: &Path| {
+                    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+                };
+                let text = |path: &Path| -> anyhow::Result<String> {
+                    String::from_utf8(read(path)?)
+                        .with_context(|| format!("{} is not UTF-8", path.display()))
+                };
+                let provinces_csv = match &provinces {
+                    Some(path) => text(path)?,
+                    None => ispeed_enrich::Units::embedded_provinces_csv().to_owned(),
+                };
+                let outcome = ispeed_collector::units::load(
+                    store.as_ref(),
+                    &name,
+                    month,
+                    provinces_csv,
+                    text(&units)?,
+                    read(&wards)?,
+                    ispeed_collector::api::now_ms(),
+                )
+                .await;
+                match outcome {
+                    Ok(version) => {
+                        println!(
+                            "loaded unit version {name} from {month} (sha256 {})",
+                            version.sha256
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        Ok(ExitCode::from(2))
+                    }
+                }
+            }
+        }
+    })
+}

@@ -222,7 +222,16 @@ fn resolve(state: &CollectorState, params: StatsParams) -> Result<Resolved, ApiF
             )))
         }
     };
-    let units = &state.enricher.units;
+    let period_text = params
+        .period
+        .unwrap_or_else(|| Month::of_unix_ms(now_ms()).to_string());
+    let period = Period::parse(&period_text, now_ms()).ok_or_else(|| {
+        ApiFailure::bad_request(format!(
+            "period must be YYYY-MM, YYYY-Qn or 12m, not {period_text:?}"
+        ))
+    })?;
+    // The units in force in the period's first month.
+    let (units, _) = state.enricher.at_month(period.first);
     let (code, parent, name) = match level {
         Level::Nation => {
             if params.code.as_deref().is_some_and(|c| c != NATION_CODE) {
@@ -258,14 +267,7 @@ fn resolve(state: &CollectorState, params: StatsParams) -> Result<Resolved, ApiF
             (code, ward.province_code.clone(), ward.name.clone())
         }
     };
-    let period_text = params
-        .period
-        .unwrap_or_else(|| Month::of_unix_ms(now_ms()).to_string());
-    let period = Period::parse(&period_text, now_ms()).ok_or_else(|| {
-        ApiFailure::bad_request(format!(
-            "period must be YYYY-MM, YYYY-Qn or 12m, not {period_text:?}"
-        ))
-    })?;
+
     let isp = match params.isp {
         Some(isp) if isp != stats::ALL_ISPS => {
             if !state
@@ -406,7 +408,7 @@ pub async fn children_of(
         .ok_or_else(|| ApiFailure::bad_request("a ward has no child units"))?;
     let child_level = query.level;
     let cells = state.store.cells(query).await?;
-    let units = &state.enricher.units;
+    let (units, _) = state.enricher.at_month(r.period.first);
     let children_units: Vec<(String, String)> = match r.level {
         Level::Nation => units
             .provinces()

@@ -25,6 +25,7 @@ pub mod rollup;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod units;
 pub mod verify;
 pub mod web;
 

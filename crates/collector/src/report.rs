@@ -280,7 +280,7 @@ pub async fn build(
     let judged = province_ranks.len() as u32;
     match province {
         Some(code) => {
-            let Some(unit) = state.enricher.units.province(code) else {
+            let Some(unit) = state.enricher.at_month(month).0.province(code) else {
                 return Err(ApiFailure::new(
                     ErrorCode::UnknownUnit,
                     format!("no province with code {code:?}"),

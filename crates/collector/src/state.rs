@@ -40,6 +40,30 @@ pub enum CollectorError {
     Key(#[from] ispeed_server::key::KeyError),
 }
 
+/// Decodes and checks the stored unit versions (CPU-bound: the blocking pool).
+pub async fn load_unit_versions(
+    store: &dyn Store,
+) -> Result<Vec<(crate::period::Month, Arc<ispeed_enrich::UnitSet>)>, CollectorError> {
+    let stored = store.unit_versions().await?;
+    tokio::task::spawn_blocking(move || {
+        stored
+            .into_iter()
+            .map(|v| {
+                let set = crate::units::decode(&v).map_err(|problems| {
+                    CollectorError::Store(StoreError::Corrupt(format!(
+                        "unit version {} ({}): {problems}",
+                        v.name,
+                        crate::period::Month(v.effective_month)
+                    )))
+                })?;
+                Ok((crate::period::Month(v.effective_month), Arc::new(set)))
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| CollectorError::Store(StoreError::Open(e.to_string())))?
+}
+
 /// A checked `locate` request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocateRequest {
@@ -93,6 +117,7 @@ pub fn load_enricher(config: &CollectorConfig) -> Result<Enricher, CollectorErro
     let units = Units::embedded()?;
     Ok(Enricher {
         legacy: ispeed_enrich::LegacyWards::embedded(&units)?,
+        versions: Vec::new(),
         units,
         wards: WardIndex::embedded()?,
         isps,
@@ -127,6 +152,8 @@ impl CollectorState {
                 ));
             }
         }
+        let mut enricher = enricher;
+        enricher.versions = load_unit_versions(store.as_ref()).await?;
         let maps = tokio::task::spawn_blocking(ispeed_web::map::Maps::embedded)
             .await
             .map_err(|e| CollectorError::Store(StoreError::Open(e.to_string())))??;

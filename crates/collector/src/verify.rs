@@ -414,6 +414,19 @@ pub struct Enricher {
     pub isps: IspResolver,
     /// Pre-2025 wards and their 2025 successors.
     pub legacy: ispeed_enrich::LegacyWards,
+    /// Unit versions loaded after the embedded 2025 one, by effective month
+    /// (spec/units.md); `units` and `wards` apply before the first.
+    pub versions: Vec<(crate::period::Month, std::sync::Arc<ispeed_enrich::UnitSet>)>,
+}
+
+impl Enricher {
+    /// The units and boundaries in force in `month`.
+    pub fn at_month(&self, month: crate::period::Month) -> (&Units, &WardIndex) {
+        match self.versions.iter().rev().find(|(from, _)| *from <= month) {
+            Some((_, set)) => (&set.units, &set.wards),
+            None => (&self.units, &self.wards),
+        }
+    }
 }
 
 /// Builds the record to store from a verified submission.
@@ -433,8 +446,11 @@ pub fn build_record(
         )
     })?;
     let isp = enricher.isps.lookup(client_ip);
+    // The units in force when the test ran.
+    let (units, wards) =
+        enricher.at_month(crate::period::Month::of_day(ict_day(payload.started_at_ms)));
     if let Some(code) = &submission.ward_code {
-        if enricher.units.ward(code).is_none() {
+        if units.ward(code).is_none() {
             return Err(refuse(
                 ErrorCode::UnknownUnit,
                 format!("ward_code {code:?} is not a ward of the 2025 unit list"),
@@ -449,9 +465,7 @@ pub fn build_record(
             ));
         }
     }
-    let located = submission
-        .location
-        .and_then(|l| enricher.wards.locate(l.lat, l.lon));
+    let located = submission.location.and_then(|l| wards.locate(l.lat, l.lon));
     if submission.ward_code.is_some() && submission.legacy_ward_code.is_some() {
         return Err(refuse(
             ErrorCode::BadRequest,
@@ -475,7 +489,7 @@ pub fn build_record(
     };
     let province_code = ward_code
         .as_deref()
-        .and_then(|w| enricher.units.ward(w))
+        .and_then(|w| units.ward(w))
         .map(|w| w.province_code.clone());
     let reasons = plausibility(&submission.metrics, payload, tolerance);
     let status = if reasons.is_empty() {

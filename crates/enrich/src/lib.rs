@@ -25,11 +25,13 @@ mod geo;
 mod isp;
 mod legacy;
 mod units;
+mod unitset;
 
 pub use geo::WardIndex;
 pub use isp::{AsnInfo, IpToAsn, Isp, IspMatch, IspResolver, MmdbTable, PrefixTable, OTHER_ISP};
 pub use legacy::{LegacyWard, LegacyWards};
 pub use units::{Province, Units, Ward};
+pub use unitset::{UnitProblems, UnitSet};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;

@@ -48,12 +48,20 @@ pub struct Units {
 }
 
 impl Units {
-    /// Parses the embedded `provinces.csv` and `units.csv`.
-    pub fn embedded() -> Result<Units, EnrichError> {
-        Self::from_csv(PROVINCES_CSV, UNITS_CSV)
+    /// The embedded provinces table (`code,name,name_en,kind`), for a unit
+    /// version that changes only wards.
+    pub fn embedded_provinces_csv() -> &'static str {
+        PROVINCES_CSV
     }
 
-    fn from_csv(provinces_csv: &str, units_csv: &str) -> Result<Units, EnrichError> {
+    /// Parses the embedded `provinces.csv` and `units.csv`.
+    pub fn embedded() -> Result<Units, EnrichError> {
+        Self::from_csv_text(PROVINCES_CSV, UNITS_CSV)
+    }
+
+    /// Parses provinces (`code,name,name_en,kind`) and wards (the columns of
+    /// the shared `units.csv`) from text.
+    pub fn from_csv_text(provinces_csv: &str, units_csv: &str) -> Result<Units, EnrichError> {
         let mut provinces = csv::rows(
             "provinces.csv",
             provinces_csv,
@@ -210,7 +218,7 @@ mod tests {
         let p = "code,name,name_en,kind\n01,Hà Nội,Hanoi,thanh_pho\n";
         let h = "code,name,kind,province_code,centroid_lat,centroid_lon\n";
         let ok = format!("{h}00070,Hoàn Kiếm,phuong,01,21.0288,105.8522\n");
-        assert_eq!(Units::from_csv(p, &ok).unwrap().wards().len(), 1);
+        assert_eq!(Units::from_csv_text(p, &ok).unwrap().wards().len(), 1);
         for bad in [
             format!("{h}00070,Hoàn Kiếm,phuong,02,21.0,105.8\n"), // unknown province
             format!("{h}00070,Hoàn Kiếm,phuong,01,north,105.8\n"), // not a number
@@ -220,7 +228,7 @@ mod tests {
             "code,name\n".to_owned(),                             // missing columns
         ] {
             assert!(
-                matches!(Units::from_csv(p, &bad), Err(EnrichError::Csv { .. })),
+                matches!(Units::from_csv_text(p, &bad), Err(EnrichError::Csv { .. })),
                 "{bad}"
             );
         }

@@ -285,6 +285,21 @@ pub struct ExportRow {
     pub test_point_id: String,
 }
 
+/// A stored version of the administrative units (spec/units.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredUnitVersion {
+    /// The first month it applies to ([`crate::period::Month`]`.0`).
+    pub effective_month: i32,
+    pub name: String,
+    pub loaded_at_ms: u64,
+    pub provinces_csv: String,
+    pub units_csv: String,
+    /// The ward boundaries, gzip-compressed GeoJSON.
+    pub wards_geojson_gz: Vec<u8>,
+    /// SHA-256 (hex) of the three files as loaded.
+    pub sha256: String,
+}
+
 /// Counts after `rebuild-rollups`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RebuildReport {
@@ -383,6 +398,10 @@ pub trait Store: Send + Sync + 'static {
         at_ms: u64,
     ) -> Result<bool, StoreError>;
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    /// Stored unit versions, by effective month.
+    async fn unit_versions(&self) -> Result<Vec<StoredUnitVersion>, StoreError>;
+    /// Stores a checked unit version; false when one already starts that month.
+    async fn add_unit_version(&self, version: StoredUnitVersion) -> Result<bool, StoreError>;
     /// The latest entries, newest first.
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 }

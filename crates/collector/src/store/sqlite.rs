@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::{
     CellQuery, CountedValues, ExportRow, InsertOutcome, NewResult, RebuildReport, SourceCount,
-    Store, StoreError, StoredRow, TestPointRecord,
+    Store, StoreError, StoredRow, StoredUnitVersion, TestPointRecord,
 };
 use crate::accounts::{ApiTokenRecord, AuditEntry, Role, SessionRecord, User};
 use crate::period::Month;
@@ -52,6 +52,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../../migrations/sqlite/0005_registry.sql")),
     // 6: officials' accounts, sessions, API tokens, audit log.
     Migration::Sql(include_str!("../../migrations/sqlite/0006_accounts.sql")),
+    // 7: later versions of the administrative units.
+    Migration::Sql(include_str!(
+        "../../migrations/sqlite/0007_unit_versions.sql"
+    )),
 ];
 /// Read-only connections kept for queries.
 const READERS: usize = 4;
@@ -1610,6 +1614,55 @@ impl Store for SqliteStore {
             )
             .map_err(db_error)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn unit_versions(&self) -> Result<Vec<StoredUnitVersion>, StoreError> {
+        self.read(|c| {
+            let mut statement = c
+                .prepare(
+                    "SELECT effective_month, name, loaded_at_ms, provinces_csv, units_csv,
+                        wards_geojson_gz, sha256 FROM unit_versions ORDER BY effective_month",
+                )
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok(StoredUnitVersion {
+                        effective_month: row.get(0)?,
+                        name: row.get(1)?,
+                        loaded_at_ms: row.get::<_, i64>(2)? as u64,
+                        provinces_csv: row.get(3)?,
+                        units_csv: row.get(4)?,
+                        wards_geojson_gz: row.get(5)?,
+                        sha256: row.get(6)?,
+                    })
+                })
+                .map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn add_unit_version(&self, v: StoredUnitVersion) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let inserted = c
+                .execute(
+                    "INSERT INTO unit_versions (effective_month, name, loaded_at_ms, provinces_csv,
+                        units_csv, wards_geojson_gz, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (effective_month) DO NOTHING",
+                    params![
+                        v.effective_month,
+                        v.name,
+                        v.loaded_at_ms as i64,
+                        v.provinces_csv,
+                        v.units_csv,
+                        v.wards_geojson_gz,
+                        v.sha256
+                    ],
+                )
+                .map_err(db_error)?;
+            Ok(inserted == 1)
         })
         .await
     }
