@@ -71,6 +71,15 @@ pub fn routes(state: CollectorState) -> Router {
             post(crate::auth::disable_user),
         )
         .route("/api/v1/admin/audit", get(crate::auth::audit_log))
+        .route(
+            "/api/v1/campaigns",
+            get(crate::campaigns::list).post(crate::campaigns::create),
+        )
+        .route(
+            "/api/v1/campaigns/{slug}",
+            get(crate::campaigns::get_progress),
+        )
+        .merge(crate::campaigns::pages())
         .merge(crate::auth::routes())
         .merge(crate::web::pages())
         .method_not_allowed_fallback(method_not_allowed)

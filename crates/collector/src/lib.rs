@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod campaigns;
 pub mod config;
 pub mod error;
 pub mod generate;

@@ -97,6 +97,24 @@ fn digits(text: &str, len: usize) -> bool {
 }
 
 // Howard Hinnant's days_from_civil / civil_from_days.
+/// `YYYY-MM-DD` as a day number (as from [`ict_day`]), checked.
+pub fn parse_day(text: &str) -> Option<i32> {
+    let mut parts = text.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !digits(y, 4) || !digits(m, 2) || !digits(d, 2) {
+        return None;
+    }
+    let (y, m, d): (i32, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let day = days_from_civil(y, m, d);
+    (civil_from_days(day) == (y, m, d)).then_some(day)
+}
+
+/// A day number as `YYYY-MM-DD`.
+pub fn format_day(day: i32) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);

@@ -406,7 +406,7 @@ async fn migration_2_derives_the_aggregate_cells_of_an_older_store() {
          ALTER TABLE test_points DROP COLUMN approved_at_ms;
          ALTER TABLE test_points DROP COLUMN revoked_at_ms;
          DROP TABLE users; DROP TABLE sessions; DROP TABLE api_tokens; DROP TABLE audit_log;
-         DROP TABLE unit_versions;
+         DROP TABLE unit_versions; DROP TABLE campaigns;
          DROP INDEX results_download_session;
          ALTER TABLE results DROP COLUMN download_test_point_id;
          ALTER TABLE results DROP COLUMN download_session_id;

@@ -17,6 +17,7 @@ use ispeed_proto::results::{
 use uuid::Uuid;
 
 use crate::accounts::{ApiTokenRecord, AuditEntry, SessionRecord, User};
+use crate::campaigns::Campaign;
 use crate::rollup::{Cell, CellKey, Contribution, Grain};
 
 /// A verified, enriched result ready to be stored.
@@ -398,6 +399,19 @@ pub trait Store: Send + Sync + 'static {
         at_ms: u64,
     ) -> Result<bool, StoreError>;
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    /// Stores a campaign; false if its slug is taken.
+    async fn create_campaign(&self, campaign: Campaign) -> Result<bool, StoreError>;
+    async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError>;
+    async fn campaign(&self, slug: &str) -> Result<Option<Campaign>, StoreError>;
+    /// Results (and counted ones) per campaign tag among `tags`, from
+    /// `wards`, whose test started in `[first_day, last_day]`, most first.
+    async fn campaign_tag_counts(
+        &self,
+        wards: &[String],
+        first_day: i32,
+        last_day: i32,
+        tags: &[String],
+    ) -> Result<Vec<SourceCount>, StoreError>;
     /// Stored unit versions, by effective month.
     async fn unit_versions(&self) -> Result<Vec<StoredUnitVersion>, StoreError>;
     /// Stores a checked unit version; false when one already starts that month.

@@ -28,6 +28,7 @@ use super::{
     Store, StoreError, StoredRow, StoredUnitVersion, TestPointRecord,
 };
 use crate::accounts::{ApiTokenRecord, AuditEntry, Role, SessionRecord, User};
+use crate::campaigns::Campaign;
 use crate::period::Month;
 use crate::rollup::{level_to_i64, Cell, CellKey, Contribution, Grain, ALL_ACCESS};
 
@@ -56,6 +57,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!(
         "../../migrations/sqlite/0007_unit_versions.sql"
     )),
+    // 8: campaigns.
+    Migration::Sql(include_str!("../../migrations/sqlite/0008_campaigns.sql")),
 ];
 /// Read-only connections kept for queries.
 const READERS: usize = 4;
@@ -1115,6 +1118,40 @@ fn query_user(
     .map_err(db_error)
 }
 
+fn query_campaigns(
+    c: &Connection,
+    condition: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Campaign>, StoreError> {
+    let mut statement = c
+        .prepare(&format!(
+            "SELECT slug, name, organisation, province_code, wards, first_day, last_day,
+                target_per_ward, tags, created_by, created_at_ms FROM campaigns
+             WHERE {condition} ORDER BY first_day DESC, slug"
+        ))
+        .map_err(db_error)?;
+    let mut rows = statement.query(params).map_err(db_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_error)? {
+        let wards: String = row.get(4).map_err(db_error)?;
+        let tags: String = row.get(8).map_err(db_error)?;
+        out.push(Campaign {
+            slug: row.get(0).map_err(db_error)?,
+            name: row.get(1).map_err(db_error)?,
+            organisation: row.get(2).map_err(db_error)?,
+            province_code: row.get(3).map_err(db_error)?,
+            wards: from_json(&wards)?,
+            first_day: row.get(5).map_err(db_error)?,
+            last_day: row.get(6).map_err(db_error)?,
+            target_per_ward: row.get::<_, i64>(7).map_err(db_error)? as u64,
+            tags: from_json(&tags)?,
+            created_by: row.get(9).map_err(db_error)?,
+            created_at_ms: row.get::<_, i64>(10).map_err(db_error)? as u64,
+        });
+    }
+    Ok(out)
+}
+
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
     Ok(ApiTokenRecord {
         id: row.get(0)?,
@@ -1614,6 +1651,75 @@ impl Store for SqliteStore {
             )
             .map_err(db_error)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn create_campaign(&self, c: Campaign) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let inserted = conn
+                .execute(
+                    "INSERT INTO campaigns (slug, name, organisation, province_code, wards, first_day,
+                        last_day, target_per_ward, tags, created_by, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (slug) DO NOTHING",
+                    params![
+                        c.slug,
+                        c.name,
+                        c.organisation,
+                        c.province_code,
+                        json(&c.wards),
+                        c.first_day,
+                        c.last_day,
+                        c.target_per_ward as i64,
+                        json(&c.tags),
+                        c.created_by,
+                        c.created_at_ms as i64
+                    ],
+                )
+                .map_err(db_error)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
+        self.read(|c| query_campaigns(c, "1 = 1", params![])).await
+    }
+
+    async fn campaign(&self, slug: &str) -> Result<Option<Campaign>, StoreError> {
+        let slug = slug.to_owned();
+        self.read(move |c| Ok(query_campaigns(c, "slug = ?1", params![slug])?.pop()))
+            .await
+    }
+
+    async fn campaign_tag_counts(
+        &self,
+        wards: &[String],
+        first_day: i32,
+        last_day: i32,
+        tags: &[String],
+    ) -> Result<Vec<SourceCount>, StoreError> {
+        let (wards, tags) = (json(wards), json(tags));
+        self.read(move |c| {
+            let mut statement = c
+                .prepare(
+                    "SELECT source, count(*), sum(counted) FROM results
+                     WHERE day BETWEEN ?1 AND ?2
+                       AND source IN (SELECT value FROM json_each(?4))
+                       AND ward_code IN (SELECT value FROM json_each(?3))
+                     GROUP BY source ORDER BY count(*) DESC, source",
+                )
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map(params![first_day, last_day, wards, tags], |row| {
+                    Ok(SourceCount {
+                        source: row.get(0)?,
+                        results: row.get::<_, i64>(1)? as u64,
+                        counted: row.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
         })
         .await
     }
