@@ -91,13 +91,23 @@ include-operation-id = "locate"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "422"]
 
 [[operations]]
+include-operation-id = "report"
+# A month must not be in the future, which a pattern cannot say (400).
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "422"]
+
+[[operations]]
+include-operation-id = "campaignProgress"
+# A campaign the fuzzer names does not exist.
+checks.positive_data_acceptance.expected-statuses = ["2xx", "404"]
+
+[[operations]]
 include-operation-id = "heartbeat"
 # A schema-valid body still needs a heartbeat signed by the key it names.
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "409", "422"]
 
 [[operations]]
-include-operation-id = ["adminListTestPoints", "adminTestPointAction"]
-# The fuzzer has no admin token: every call is refused (401), as it must be.
+include-operation-id = ["adminListTestPoints", "adminTestPointAction", "adminListUsers", "adminCreateUser", "adminDisableUser", "adminAuditLog", "exportResults", "createCampaign"]
+# The fuzzer has no credentials: every call is refused (401), as it must be.
 checks.positive_data_acceptance.expected-statuses = ["401"]
 
 [[operations]]

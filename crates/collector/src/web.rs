@@ -1285,6 +1285,19 @@ async fn province_page(
         );
         let quota = state.config.thresholds.ward_quota;
         main.push_str(&unit_table(&ctx, &children, &f, Level::Ward, sort.as_deref(), quota, |_| String::new()));
+        // The month's report for officials (a single month only).
+        if crate::period::Month::parse(&f.period).is_some() {
+            let _ = writeln!(
+                main,
+                "<p class=\"small\" id=\"report-links\">{}: \
+                 <a href=\"/api/v1/reports?province={code}&amp;month={m}&amp;format=xlsx\">XLSX</a> · \
+                 <a href=\"/api/v1/reports?province={code}&amp;month={m}&amp;format=csv\">CSV</a> · \
+                 <a href=\"/api/v1/reports?province={code}&amp;month={m}&amp;format=html\">HTML (A4)</a></p>",
+                escape(t.account_reports),
+                code = escape(&percent_encode(&code)),
+                m = escape(&percent_encode(&f.period)),
+            );
+        }
         Ok(ctx.page(&name, Nav::Dashboard, &main))
     }
     .await;
