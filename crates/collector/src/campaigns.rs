@@ -27,6 +27,8 @@ use crate::store::{CellQuery, SourceCount};
 
 /// Longest campaign, in days.
 pub const MAX_DAYS: i32 = 366;
+/// Largest target per ward.
+pub const MAX_TARGET: u64 = 1_000_000;
 /// The current rate is the mean of this many latest days.
 pub const RATE_WINDOW_DAYS: i32 = 7;
 
@@ -175,10 +177,12 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Campaign>), ApiFailure> {
+    // Credentials first: an anonymous body is not even read.
+    let actor = require(authenticate(&state, &headers).await?, |_| true, "create campaigns")?;
     let request: NewCampaign = serde_json::from_slice(&body)
         .map_err(|e| ApiFailure::new(ErrorCode::MalformedJson, format!("invalid campaign: {e}")))?;
     let actor = require(
-        authenticate(&state, &headers).await?,
+        Some(actor),
         |a| a.may_manage_province(&request.province_code),
         &format!("create campaigns in province {}", request.province_code),
     )?;
@@ -202,8 +206,8 @@ pub async fn create(
             "the period must run forward and last at most {MAX_DAYS} days"
         ));
     }
-    if request.target_per_ward == 0 {
-        return bad("target_per_ward must be at least 1".into());
+    if !(1..=MAX_TARGET).contains(&request.target_per_ward) {
+        return bad(format!("target_per_ward must be 1 to {MAX_TARGET}"));
     }
     if let Some(tag) = request.tags.iter().find(|t| !valid_source(t)) {
         return bad(format!(
