@@ -178,7 +178,11 @@ pub async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Campaign>), ApiFailure> {
     // Credentials first: an anonymous body is not even read.
-    let actor = require(authenticate(&state, &headers).await?, |_| true, "create campaigns")?;
+    let actor = require(
+        authenticate(&state, &headers).await?,
+        |_| true,
+        "create campaigns",
+    )?;
     let request: NewCampaign = serde_json::from_slice(&body)
         .map_err(|e| ApiFailure::new(ErrorCode::MalformedJson, format!("invalid campaign: {e}")))?;
     let actor = require(
