@@ -28,9 +28,13 @@ pub struct ServeArgs {
     /// Address for the API, the web pages and the local test point; repeat for several.
     #[arg(long = "listen", value_name = "ADDR")]
     listen: Vec<SocketAddr>,
-    /// Data directory (SQLite database and the local test point's key).
+    /// Data directory (SQLite database, keys, archived reports).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Store URL: sqlite:DIR (the default, under --data) or
+    /// postgres://user@host:port/db[?schema=NAME].
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// TOML configuration file (see README).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -64,17 +68,24 @@ fn read_file(path: Option<&Path>) -> anyhow::Result<ServeFile> {
     }
 }
 
-fn collector_config(file: &ServeFile, data: Option<PathBuf>) -> anyhow::Result<CollectorConfig> {
+fn collector_config(
+    file: &ServeFile,
+    data: Option<PathBuf>,
+    store: Option<String>,
+) -> anyhow::Result<CollectorConfig> {
     let mut raw = file.collector.clone();
     if let Some(data) = data {
         raw.data = Some(data);
+    }
+    if let Some(store) = store {
+        raw.store = Some(store);
     }
     Ok(raw.resolve(Path::new(DEFAULT_DATA_DIR))?)
 }
 
 pub fn serve(args: ServeArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let file = read_file(args.config.as_deref())?;
-    let collector = collector_config(&file, args.data)?;
+    let collector = collector_config(&file, args.data, args.store)?;
     let listen = if !args.listen.is_empty() {
         args.listen
     } else {
@@ -137,6 +148,10 @@ pub struct GenerateArgs {
     /// Data directory of the store to write into (as `serve --data`).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Store URL: sqlite:DIR (the default, under --data) or
+    /// postgres://user@host:port/db[?schema=NAME].
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// TOML configuration file (as `serve --config`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -163,7 +178,7 @@ pub fn generate(args: GenerateArgs, runtime: tokio::runtime::Runtime) -> anyhow:
         return Ok(ExitCode::SUCCESS);
     }
     let file = read_file(args.config.as_deref())?;
-    let config = collector_config(&file, args.data)?;
+    let config = collector_config(&file, args.data, args.store)?;
     let enricher = Arc::new(load_enricher(&config)?);
     let generator = Arc::new(Generator::new(args.seed, month, args.samples, &enricher));
     let started = Instant::now();
@@ -171,7 +186,7 @@ pub fn generate(args: GenerateArgs, runtime: tokio::runtime::Runtime) -> anyhow:
         return runtime.block_on(submit_over_http(url, generator, args.concurrency.max(1)));
     }
     runtime.block_on(async {
-        let store = ispeed_collector::open_sqlite(&config).await?;
+        let store = ispeed_collector::open_store(&config).await?;
         let report = generate_into_store(store, enricher, generator, |done| {
             if done % 100_000 == 0 {
                 eprintln!("generate: {done} results");
@@ -258,6 +273,10 @@ pub struct RebuildArgs {
     /// Data directory of the store (as `serve --data`).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Store URL: sqlite:DIR (the default, under --data) or
+    /// postgres://user@host:port/db[?schema=NAME].
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// TOML configuration file (as `serve --config`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -265,10 +284,10 @@ pub struct RebuildArgs {
 
 pub fn rebuild(args: RebuildArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let file = read_file(args.config.as_deref())?;
-    let config = collector_config(&file, args.data)?;
+    let config = collector_config(&file, args.data, args.store)?;
     runtime.block_on(async {
         let started = Instant::now();
-        let store = ispeed_collector::open_sqlite(&config).await?;
+        let store = ispeed_collector::open_store(&config).await?;
         let report = store.rebuild_rollups().await?;
         println!(
             "{}",
@@ -291,7 +310,7 @@ mod tests {
     fn the_deployment_example_is_a_valid_config() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/collector.toml");
         let file = read_file(Some(&path)).unwrap();
-        let config = collector_config(&file, None).unwrap();
+        let config = collector_config(&file, None, None).unwrap();
         assert_eq!(config.data, Path::new("/var/lib/ispeed-collector"));
         assert_eq!(
             config.admin_token_file,
@@ -315,6 +334,9 @@ pub struct ReportArgs {
     /// Data directory of the store (as `serve --data`; not while `serve` runs on it).
     #[arg(long, value_name = "DIR", conflicts_with = "collector")]
     data: Option<PathBuf>,
+    /// Store URL (as `serve --store`).
+    #[arg(long, value_name = "URL", conflicts_with = "collector")]
+    store: Option<String>,
     /// Fetch the report from a running collector instead.
     #[arg(long, value_name = "URL")]
     collector: Option<String>,
@@ -349,9 +371,9 @@ pub fn report(args: ReportArgs, runtime: tokio::runtime::Runtime) -> anyhow::Res
         }
         None => {
             let file = read_file(args.config.as_deref())?;
-            let config = collector_config(&file, args.data.clone())?;
+            let config = collector_config(&file, args.data.clone(), args.store.clone())?;
             let built = runtime.block_on(async {
-                let store = ispeed_collector::open_sqlite(&config).await?;
+                let store = ispeed_collector::open_store(&config).await?;
                 let state = ispeed_collector::CollectorState::open(config, store).await?;
                 let report = build(&state, args.province.as_deref(), &args.month).await;
                 Ok::<_, anyhow::Error>(report.and_then(|report| render(&state, &report, format)))
@@ -392,6 +414,9 @@ enum UnitsCommand {
         /// Data directory of the store.
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
+        /// Store URL (as `serve --store`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// First month the version applies to (YYYY-MM).
         #[arg(long, value_name = "YYYY-MM")]
         effective: String,
@@ -412,17 +437,22 @@ enum UnitsCommand {
     List {
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
+        /// Store URL (as `serve --store`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
 }
 
 /// `ispeed units`.
 pub fn units(args: UnitsArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let data = match &args.command {
-        UnitsCommand::Load { data, .. } | UnitsCommand::List { data } => data.clone(),
+    let (data, store) = match &args.command {
+        UnitsCommand::Load { data, store, .. } | UnitsCommand::List { data, store } => {
+            (data.clone(), store.clone())
+        }
     };
-    let config = collector_config(&ServeFile::default(), data)?;
+    let config = collector_config(&ServeFile::default(), data, store)?;
     runtime.block_on(async {
-        let store = ispeed_collector::open_sqlite(&config).await?;
+        let store = ispeed_collector::open_store(&config).await?;
         match args.command {
             UnitsCommand::List { .. } => {
                 println!("2025-07  embedded (2025 reform: 34 provinces, 3,321 wards)");

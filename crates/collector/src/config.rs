@@ -42,6 +42,9 @@ pub struct RawQuota {
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub data: Option<PathBuf>,
+    /// Where results live: `sqlite:DIR` (default: the data directory) or
+    /// `postgres://user@host:port/db[?schema=NAME]`.
+    pub store: Option<String>,
     pub receipt_max_age_s: Option<u64>,
     pub heavy_tester_cap: Option<u32>,
     pub province_min_samples: Option<u64>,
@@ -69,6 +72,92 @@ pub struct RawConfig {
     pub secure_cookies: Option<bool>,
 }
 
+/// Where the store lives, parsed from `store = "..."` / `--store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded SQLite store in this directory.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database; `schema` keeps several deployments (or test
+    /// runs) apart in one database.
+    Postgres { url: String, schema: Option<String> },
+}
+
+impl StoreLocation {
+    /// `sqlite:DIR`, `postgres://...` or `postgresql://...`; a `schema=NAME`
+    /// query parameter selects the schema (created if missing).
+    pub fn parse(text: &str) -> Result<StoreLocation, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            field: "store",
+            reason,
+        };
+        if let Some(dir) = text.strip_prefix("sqlite:") {
+            if dir.is_empty() {
+                return Err(invalid("sqlite: needs a directory".to_owned()));
+            }
+            return Ok(StoreLocation::Sqlite(PathBuf::from(dir)));
+        }
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            return Err(invalid(format!(
+                "{text:?}: expected sqlite:DIR or postgres://user@host/db"
+            )));
+        }
+        let (base, query) = match text.split_once('?') {
+            Some((base, query)) => (base, query),
+            None => (text, ""),
+        };
+        let mut schema = None;
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.strip_prefix("schema=") {
+                Some(name) => {
+                    let ok = !name.is_empty()
+                        && name.len() <= 63
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                        && !name.as_bytes()[0].is_ascii_digit();
+                    if !ok {
+                        return Err(invalid(format!(
+                            "schema {name:?}: use lower-case letters, digits and _"
+                        )));
+                    }
+                    schema = Some(name.to_owned());
+                }
+                None => kept.push(pair),
+            }
+        }
+        let url = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        url.parse::<tokio_postgres::Config>()
+            .map_err(|e| invalid(format!("{e}")))?;
+        Ok(StoreLocation::Postgres { url, schema })
+    }
+
+    /// For logs: the URL without a password.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(dir) => format!("sqlite:{}", dir.display()),
+            StoreLocation::Postgres { url, schema } => {
+                let shown = match (url.find("://"), url.rfind('@')) {
+                    (Some(start), Some(at)) if at > start => {
+                        let userinfo = &url[start + 3..at];
+                        let user = userinfo.split(':').next().unwrap_or("");
+                        format!("{}{user}{}", &url[..start + 3], &url[at..])
+                    }
+                    _ => url.clone(),
+                };
+                match schema {
+                    Some(s) => format!("{shown} (schema {s})"),
+                    None => shown,
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid setting {field}: {reason}")]
@@ -79,6 +168,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
     pub data: PathBuf,
+    pub store: StoreLocation,
     pub receipt_max_age: Duration,
     pub heavy_tester_cap: u32,
     pub thresholds: Thresholds,
@@ -174,7 +264,12 @@ impl RawConfig {
                 return Err(invalid("quotas.unit", "listed twice"));
             }
         }
+        let store = match &self.store {
+            Some(text) => StoreLocation::parse(text)?,
+            None => StoreLocation::Sqlite(data.clone()),
+        };
         Ok(CollectorConfig {
+            store,
             quotas,
             session_ttl: Duration::from_secs(match self.session_ttl_s {
                 Some(0) => return Err(invalid("session_ttl_s", "must be at least 1")),
@@ -226,6 +321,39 @@ mod tests {
         assert_eq!(q.of_ward("26740", "79"), (200, 50));
         assert_eq!(q.of_ward("26743", "79"), (200, 250));
         assert_eq!(q.of_ward("00070", "01"), (250, 250));
+    }
+
+    #[test]
+    fn store_locations_parse_and_hide_passwords() {
+        assert_eq!(
+            StoreLocation::parse("sqlite:/tmp/x").unwrap(),
+            StoreLocation::Sqlite("/tmp/x".into())
+        );
+        let pg = StoreLocation::parse(
+            "postgres://app:secret@db:5432/ispeed?schema=prod&connect_timeout=5",
+        )
+        .unwrap();
+        assert_eq!(
+            pg,
+            StoreLocation::Postgres {
+                url: "postgres://app:secret@db:5432/ispeed?connect_timeout=5".into(),
+                schema: Some("prod".into())
+            }
+        );
+        assert!(!pg.describe().contains("secret"));
+        for bad in [
+            "mysql://x",
+            "sqlite:",
+            "postgres://h/db?schema=Bad-Name",
+            "postgres://h/db?schema=1x",
+            "postgres://h:notaport/db",
+        ] {
+            assert!(StoreLocation::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            resolve("").unwrap().store,
+            StoreLocation::Sqlite("data".into())
+        );
     }
 
     #[test]

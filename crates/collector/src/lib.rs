@@ -38,8 +38,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use api::{app, routes};
-pub use config::{CollectorConfig, RawConfig};
+pub use config::{CollectorConfig, RawConfig, StoreLocation};
 pub use state::{CollectorError, CollectorState};
+pub use store::postgres::{PostgresOptions, PostgresStore};
 pub use store::sqlite::{SqliteOptions, SqliteStore};
 pub use store::Store;
 
@@ -56,17 +57,29 @@ pub struct ServeConfig {
     pub test_listen: Vec<SocketAddr>,
 }
 
-/// Opens the embedded store under the configured data directory.
-pub async fn open_sqlite(config: &CollectorConfig) -> Result<Arc<dyn Store>, CollectorError> {
-    let dir: PathBuf = config.data.clone();
-    let options = SqliteOptions {
-        heavy_tester_cap: config.heavy_tester_cap,
-        max_batch: config.max_batch,
-    };
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, options))
-        .await
-        .map_err(|e| store::StoreError::Open(e.to_string()))??;
-    Ok(Arc::new(store))
+/// Opens the configured store: the embedded SQLite one or PostgreSQL.
+pub async fn open_store(config: &CollectorConfig) -> Result<Arc<dyn Store>, CollectorError> {
+    match &config.store {
+        StoreLocation::Sqlite(dir) => {
+            let dir: PathBuf = dir.clone();
+            let options = SqliteOptions {
+                heavy_tester_cap: config.heavy_tester_cap,
+                max_batch: config.max_batch,
+            };
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, options))
+                .await
+                .map_err(|e| store::StoreError::Open(e.to_string()))??;
+            Ok(Arc::new(store))
+        }
+        StoreLocation::Postgres { url, schema } => {
+            let options = PostgresOptions {
+                heavy_tester_cap: config.heavy_tester_cap,
+                max_batch: config.max_batch,
+            };
+            let store = PostgresStore::open(url, schema.as_deref(), options).await?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 fn local_addrs(listeners: &[TcpListener]) -> Result<Vec<SocketAddr>, CollectorError> {
@@ -83,11 +96,11 @@ pub async fn run(
     config: ServeConfig,
     shutdown: CancellationToken,
 ) -> Result<(), CollectorError> {
-    let store = open_sqlite(&config.collector).await?;
+    let store = open_store(&config.collector).await?;
     let state = CollectorState::open(config.collector.clone(), store).await?;
     let bound = local_addrs(&listeners)?;
     let archiver = tokio::spawn(archive_reports(state.clone(), shutdown.clone()));
-    tracing::info!(addresses = ?bound, data = %config.collector.data.display(), "collector listening");
+    tracing::info!(addresses = ?bound, store = %config.collector.store.describe(), "collector listening");
     let Some(tp_config) = config.test_point else {
         serve_plain(listeners, app(state), shutdown).await;
         // The store is released only when every holder of the state is gone.

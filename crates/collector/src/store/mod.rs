@@ -3,6 +3,7 @@
 //! [`sqlite::SqliteStore`] is the embedded implementation and a PostgreSQL
 //! one can be added beside it without touching callers.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -418,4 +419,82 @@ pub trait Store: Send + Sync + 'static {
     async fn add_unit_version(&self, version: StoredUnitVersion) -> Result<bool, StoreError>;
     /// The latest entries, newest first.
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+// ---- helpers shared by the stores ------------------------------------------
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+pub(crate) fn place_source_str(source: PlaceSource) -> &'static str {
+    match source {
+        PlaceSource::Location => "location",
+        PlaceSource::Manual => "manual",
+        PlaceSource::Legacy => "legacy",
+        PlaceSource::None => "none",
+    }
+}
+
+pub(crate) fn status_str(status: ResultStatus) -> &'static str {
+    match status {
+        ResultStatus::Accepted => "accepted",
+        ResultStatus::Implausible => "implausible",
+    }
+}
+
+pub(crate) fn parse_access_kind(
+    text: &str,
+) -> Result<ispeed_proto::results::AccessKind, StoreError> {
+    ispeed_proto::results::AccessKind::parse(text).ok_or_else(|| corrupt("unknown access kind"))
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(corrupt)
+}
+
+/// Decodes fetched cells on every core: a province's wards for a month are
+/// thousands of cells, and decoding them is most of a query's work.
+pub(crate) fn decode_cells(
+    raw: Vec<(CellKey, u64, [Vec<u8>; 4])>,
+) -> Result<Vec<(CellKey, Cell)>, StoreError> {
+    let decode = |part: Vec<(CellKey, u64, [Vec<u8>; 4])>| {
+        part.into_iter()
+            .map(|(key, n, [d, u, l, v])| {
+                Cell::from_blobs(n, [&d, &u, &l, &v])
+                    .map(|cell| (key, cell))
+                    .map_err(corrupt)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    if threads == 1 || raw.len() < 256 {
+        return decode(raw);
+    }
+    let chunk = raw.len().div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    let mut raw = raw;
+    while raw.len() > chunk {
+        let tail = raw.split_off(raw.len() - chunk);
+        parts.push(tail);
+    }
+    parts.push(raw);
+    parts.reverse();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || decode(part)))
+            .collect();
+        let mut out = Vec::new();
+        for handle in handles {
+            out.extend(handle.join().expect("decoding does not panic")?);
+        }
+        Ok(out)
+    })
 }

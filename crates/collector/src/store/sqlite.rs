@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
+    corrupt, decode_cells, from_json, json, parse_access_kind, place_source_str, status_str,
     CellQuery, CountedValues, ExportRow, InsertOutcome, NewResult, RebuildReport, SourceCount,
     Store, StoreError, StoredRow, StoredUnitVersion, TestPointRecord,
 };
@@ -170,10 +171,6 @@ pub struct SqliteStore {
 
 fn db_error(error: rusqlite::Error) -> StoreError {
     StoreError::Database(error.to_string())
-}
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
 }
 
 impl SqliteStore {
@@ -820,48 +817,6 @@ fn cell_from_row(row: &Row<'_>, first: usize) -> Result<Cell, StoreError> {
     Cell::from_blobs(n as u64, [&download, &upload, &latency, &devices]).map_err(corrupt)
 }
 
-/// Decodes fetched cells on every core: a province's wards for a month are
-/// thousands of cells, and decoding them is most of a query's work.
-fn decode_cells(
-    raw: Vec<(CellKey, u64, [Vec<u8>; 4])>,
-) -> Result<Vec<(CellKey, Cell)>, StoreError> {
-    let decode = |part: Vec<(CellKey, u64, [Vec<u8>; 4])>| {
-        part.into_iter()
-            .map(|(key, n, [d, u, l, v])| {
-                Cell::from_blobs(n, [&d, &u, &l, &v])
-                    .map(|cell| (key, cell))
-                    .map_err(corrupt)
-            })
-            .collect::<Result<Vec<_>, StoreError>>()
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    if threads == 1 || raw.len() < 256 {
-        return decode(raw);
-    }
-    let chunk = raw.len().div_ceil(threads);
-    let mut parts = Vec::with_capacity(threads);
-    let mut raw = raw;
-    while raw.len() > chunk {
-        let tail = raw.split_off(raw.len() - chunk);
-        parts.push(tail);
-    }
-    parts.push(raw);
-    parts.reverse();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| scope.spawn(move || decode(part)))
-            .collect();
-        let mut out = Vec::new();
-        for handle in handles {
-            out.extend(handle.join().expect("decoding does not panic")?);
-        }
-        Ok(out)
-    })
-}
-
 /// Merges a batch's cell deltas into the stored cells.
 fn flush_cells(
     tx: &Transaction<'_>,
@@ -999,34 +954,6 @@ fn insert_one(
 }
 
 /// The few JSON columns hold plain data, which always serialises.
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).expect("plain data serialises")
-}
-
-fn place_source_str(source: PlaceSource) -> &'static str {
-    match source {
-        PlaceSource::Location => "location",
-        PlaceSource::Manual => "manual",
-        PlaceSource::Legacy => "legacy",
-        PlaceSource::None => "none",
-    }
-}
-
-fn status_str(status: ResultStatus) -> &'static str {
-    match status {
-        ResultStatus::Accepted => "accepted",
-        ResultStatus::Implausible => "implausible",
-    }
-}
-
-fn parse_access_kind(text: &str) -> Result<ispeed_proto::results::AccessKind, StoreError> {
-    ispeed_proto::results::AccessKind::parse(text).ok_or_else(|| corrupt("unknown access kind"))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(corrupt)
-}
-
 const STORED_COLUMNS: &str = "result_id, received_at_ms, measured_at_ms, client_kind,
     client_version, access, test_point_id, ip_version, asn, isp, province_code, ward_code,
     place_source, download_mbps, upload_mbps, latency_ms, jitter_ms, ipv6_capable, status,
