@@ -7,29 +7,34 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use common::{get, get_json, request, start, TempDir};
+use common::{get, get_json, request, start_on, TestStore};
 use ispeed_collector::generate::{generate_into_store, Generator};
 use ispeed_collector::period::{format_day, ict_day, Month};
 use ispeed_collector::state::load_enricher;
-use ispeed_collector::{RawConfig, SqliteOptions, SqliteStore, Store};
+use ispeed_collector::{RawConfig, Store};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaign_progress_matches_the_raw_results() {
-    let dir = TempDir::new("campaigns");
+    for backend in common::backends() {
+        campaign_progress_matches_the_raw_results_on(&backend).await;
+    }
+}
+
+async fn campaign_progress_matches_the_raw_results_on(backend: &common::Backend) {
+    let dir = TestStore::new("campaigns", backend);
     let now = ispeed_collector::api::now_ms();
     let month = Month::of_unix_ms(now);
     {
-        let config = RawConfig::default().resolve(dir.path()).unwrap();
+        let config = dir.config();
         let enricher = Arc::new(load_enricher(&config).unwrap());
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+        let store: Arc<dyn Store> = dir.open().await;
         let generator = Arc::new(Generator::new(71, month, 20_000, &enricher));
         generate_into_store(store, enricher, generator, |_| {})
             .await
             .unwrap();
     }
-    let collector = start(dir.path(), RawConfig::default(), false).await;
+    let collector = start_on(&dir, RawConfig::default(), false).await;
     let admin = format!(
         "Bearer {}",
         std::fs::read_to_string(dir.path().join("admin-token"))
@@ -55,21 +60,15 @@ async fn campaign_progress_matches_the_raw_results() {
         .collect();
     busiest.sort_by(|a, b| b.cmp(a));
     let wards: Vec<String> = busiest.iter().take(6).map(|(_, c)| c.clone()).collect();
-    let db = rusqlite::Connection::open_with_flags(
-        dir.path().join("ispeed.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
     let (first, last) = (month.first_day(), Month(month.0 + 1).first_day() - 1);
     let in_wards = format!("'{}'", wards.join("','"));
-    let tags: BTreeSet<String> = db
-        .prepare(&format!(
+    let tags: BTreeSet<String> = dir
+        .query(&format!(
             "SELECT DISTINCT source FROM results WHERE source IS NOT NULL AND ward_code IN ({in_wards})"
         ))
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .await
+        .into_iter()
+        .map(|r| r[0].as_str().unwrap().to_owned())
         .collect();
     assert!(!tags.is_empty(), "the generator tags some results");
 
@@ -107,24 +106,17 @@ async fn campaign_progress_matches_the_raw_results() {
     let progress = get_json(&collector.url, "/api/v1/campaigns/q1-thang-nay").await;
     let today = ict_day(now).min(last);
     let mut raw: HashMap<(String, i32), u64> = HashMap::new();
-    let mut statement = db
-        .prepare(&format!(
-            "SELECT ward_code, day, count(*) FROM results WHERE counted = 1 AND ward_code IN ({in_wards})
-             AND day BETWEEN ?1 AND ?2 GROUP BY ward_code, day"
+    for row in dir
+        .query(&format!(
+            "SELECT ward_code, day, count(*) FROM results WHERE counted AND ward_code IN ({in_wards})
+             AND day BETWEEN {first} AND {today} GROUP BY ward_code, day"
         ))
-        .unwrap();
-    let rows = statement
-        .query_map([first, today], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i32>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .unwrap();
-    for row in rows {
-        let (ward, day, n) = row.unwrap();
-        raw.insert((ward, day), n as u64);
+        .await
+    {
+        raw.insert(
+            (row[0].as_str().unwrap().to_owned(), row[1].as_i64().unwrap() as i32),
+            row[2].as_u64().unwrap(),
+        );
     }
     let days_left = i64::from(last - today);
     assert_eq!(progress["days_left"], days_left);
@@ -151,21 +143,21 @@ async fn campaign_progress_matches_the_raw_results() {
         assert_eq!(ward["will_reach"], projected >= 40.0);
     }
     // Tags: results and counted ones per tag, from the raw table.
-    let mut expected_tags: Vec<(String, u64, u64)> = db
-        .prepare(&format!(
-            "SELECT source, count(*), sum(counted) FROM results WHERE ward_code IN ({in_wards})
-             AND day BETWEEN ?1 AND ?2 AND source IS NOT NULL GROUP BY source"
+    let mut expected_tags: Vec<(String, u64, u64)> = dir
+        .query(&format!(
+            "SELECT source, count(*), sum(CASE WHEN counted THEN 1 ELSE 0 END) FROM results
+             WHERE ward_code IN ({in_wards}) AND day BETWEEN {first} AND {last}
+             AND source IS NOT NULL GROUP BY source"
         ))
-        .unwrap()
-        .query_map([first, last], |r| {
-            Ok((
-                r.get(0)?,
-                r.get::<_, i64>(1)? as u64,
-                r.get::<_, i64>(2)? as u64,
-            ))
+        .await
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_owned(),
+                r[1].as_u64().unwrap(),
+                r[2].as_u64().unwrap(),
+            )
         })
-        .unwrap()
-        .map(Result::unwrap)
         .collect();
     expected_tags.sort();
     let mut got: Vec<(String, u64, u64)> = progress["tags"]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{get_json, request, start, TempDir};
+use common::{get_json, request, start_on, TestStore};
 use ispeed_client::submit::{build_submission, discover, submit};
 use ispeed_client::TestOptions;
 use ispeed_collector::RawConfig;
@@ -12,8 +12,14 @@ use ispeed_proto::results::{Access, ClientKind, FixedMedium, Location, LocationS
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_through_the_collector_shows_in_the_ward_statistics() {
-    let dir = TempDir::new("e2e");
-    let collector = start(dir.path(), RawConfig::default(), true).await;
+    for backend in common::backends() {
+        a_test_through_the_collector_shows_in_the_ward_statistics_on(&backend).await;
+    }
+}
+
+async fn a_test_through_the_collector_shows_in_the_ward_statistics_on(backend: &common::Backend) {
+    let dir = TestStore::new("e2e", backend);
+    let collector = start_on(&dir, RawConfig::default(), true).await;
     let url = &collector.url;
 
     let points = discover(url).await.unwrap();

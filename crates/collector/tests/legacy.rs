@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{generator, get, get_json, post_json, start, synthetic_test_point, TempDir};
+use common::{generator, get, get_json, post_json, start_on, synthetic_test_point, TestStore};
 use ispeed_collector::api::now_ms;
 use ispeed_collector::RawConfig;
 
@@ -27,12 +27,20 @@ const DISTRICT_1: [(&str, &str); 10] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_in_former_district_1_wards_are_counted_in_the_four_new_wards() {
-    let dir = TempDir::new("legacy");
+    for backend in common::backends() {
+        results_in_former_district_1_wards_are_counted_in_the_four_new_wards_on(&backend).await;
+    }
+}
+
+async fn results_in_former_district_1_wards_are_counted_in_the_four_new_wards_on(
+    backend: &common::Backend,
+) {
+    let dir = TestStore::new("legacy", backend);
     let raw = RawConfig {
         test_points: vec![synthetic_test_point(41)],
         ..RawConfig::default()
     };
-    let collector = start(dir.path(), raw, false).await;
+    let collector = start_on(&dir, raw, false).await;
     let generator = generator(41, 400);
     // Each old ward gets a different number of results (1..=10 × 3 devices).
     let mut expected: BTreeMap<&str, u64> = BTreeMap::new();

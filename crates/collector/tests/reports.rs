@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::Arc;
 
-use common::{get, get_json, start, TempDir};
+use common::{get, get_json, start_on, TestStore};
 use ispeed_collector::generate::{generate_into_store, Generator};
 use ispeed_collector::period::Month;
 use ispeed_collector::state::load_enricher;
-use ispeed_collector::{RawConfig, SqliteOptions, SqliteStore};
+use ispeed_collector::RawConfig;
 use serde_json::Value;
 
 const MONTH: &str = "2026-10";
@@ -149,11 +149,9 @@ fn text(value: &Value) -> String {
     }
 }
 
-async fn seeded(dir: &std::path::Path) {
-    let config = RawConfig::default().resolve(dir).unwrap();
-    let enricher = Arc::new(load_enricher(&config).unwrap());
-    let store: Arc<dyn ispeed_collector::Store> =
-        Arc::new(SqliteStore::open(dir, SqliteOptions::default()).unwrap());
+async fn seeded(dir: &TestStore) {
+    let enricher = Arc::new(load_enricher(&dir.config()).unwrap());
+    let store = dir.open().await;
     for (seed, month, samples) in [(21, PREVIOUS, 8_000), (22, MONTH, 30_000)] {
         let generator = Arc::new(Generator::new(
             seed,
@@ -169,9 +167,17 @@ async fn seeded(dir: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_report_number_is_the_apis_and_quotas_match_the_raw_results() {
-    let dir = TempDir::new("reports");
-    seeded(dir.path()).await;
-    let collector = start(dir.path(), RawConfig::default(), false).await;
+    for backend in common::backends() {
+        every_report_number_is_the_apis_and_quotas_match_the_raw_results_on(&backend).await;
+    }
+}
+
+async fn every_report_number_is_the_apis_and_quotas_match_the_raw_results_on(
+    backend: &common::Backend,
+) {
+    let dir = TestStore::new("reports", backend);
+    seeded(&dir).await;
+    let collector = start_on(&dir, RawConfig::default(), false).await;
     let url = &collector.url;
     let api = |query: String| async move {
         children_rows(&get_json(url, &format!("/api/v1/stats/children?{query}")).await)
@@ -293,7 +299,7 @@ async fn every_report_number_is_the_apis_and_quotas_match_the_raw_results() {
     assert!(missing[..below].windows(2).all(|w| w[0] >= w[1]));
 
     // ---- quotas against the raw results, cap applied here -------------------
-    let raw = raw_counts(dir.path(), MONTH, 3);
+    let raw = raw_counts(&dir, MONTH, 3).await;
     for row in rows[1..].iter().filter(|r| r[c_isp] == "Tất cả") {
         let code = &row[c_code];
         let (m, f) = raw.get(code).copied().unwrap_or_default();
@@ -382,40 +388,29 @@ fn isp_names() -> HashMap<String, String> {
 
 /// Mobile and fixed counts per ward of the month straight from the results
 /// table: accepted results, at most `cap` per device and day in ingest order.
-fn raw_counts(dir: &std::path::Path, month: &str, cap: usize) -> HashMap<String, (u64, u64)> {
-    let db = rusqlite::Connection::open_with_flags(
-        dir.join("ispeed.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+async fn raw_counts(dir: &TestStore, month: &str, cap: usize) -> HashMap<String, (u64, u64)> {
     let month = Month::parse(month).unwrap();
-    let mut statement = db
-        .prepare(
-            "SELECT day, device_hash, ward_code, access_kind, status FROM results ORDER BY seq",
-        )
-        .unwrap();
+    let rows = dir
+        .query("SELECT day, device_hash, ward_code, access_kind, status FROM results ORDER BY seq")
+        .await;
     let mut per_device_day: HashMap<(Vec<u8>, i32), usize> = HashMap::new();
     let mut counts: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut rows = statement.query([]).unwrap();
-    while let Some(row) = rows.next().unwrap() {
-        let day: i32 = row.get(0).unwrap();
-        let status: String = row.get(4).unwrap();
-        if status != "accepted" {
+    for row in rows {
+        let day = row[0].as_i64().unwrap() as i32;
+        if row[4] != "accepted" {
             continue;
         }
-        let seen = per_device_day
-            .entry((row.get(1).unwrap(), day))
-            .or_default();
+        let device = row[1].as_str().unwrap().as_bytes().to_vec();
+        let seen = per_device_day.entry((device, day)).or_default();
         *seen += 1;
         if *seen > cap || Month::of_day(day) != month {
             continue;
         }
-        let Some(ward): Option<String> = row.get(2).unwrap() else {
+        let Some(ward) = row[2].as_str() else {
             continue;
         };
-        let access: String = row.get(3).unwrap();
-        let entry = counts.entry(ward).or_default();
-        match access.as_str() {
+        let entry = counts.entry(ward.to_owned()).or_default();
+        match row[3].as_str().unwrap() {
             "mobile" => entry.0 += 1,
             "fixed" => entry.1 += 1,
             _ => {}
@@ -426,8 +421,14 @@ fn raw_counts(dir: &std::path::Path, month: &str, cap: usize) -> HashMap<String,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_report_requests_are_refused_with_a_clear_message() {
-    let dir = TempDir::new("report-input");
-    let collector = start(dir.path(), RawConfig::default(), false).await;
+    for backend in common::backends() {
+        bad_report_requests_are_refused_with_a_clear_message_on(&backend).await;
+    }
+}
+
+async fn bad_report_requests_are_refused_with_a_clear_message_on(backend: &common::Backend) {
+    let dir = TestStore::new("report-input", backend);
+    let collector = start_on(&dir, RawConfig::default(), false).await;
     for (query, status, code) in [
         ("month=2026-13", 400, "bad_request"),
         ("month=26-10", 400, "bad_request"),

@@ -7,7 +7,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use common::{get_json, start, TempDir};
+use common::{get_json, start_on, TempDir, TestStore};
 use ispeed_collector::generate::{generate_into_store, Generator};
 use ispeed_collector::period::Month;
 use ispeed_collector::state::load_enricher;
@@ -32,7 +32,7 @@ fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-fn open(dir: &std::path::Path) -> Arc<dyn Store> {
+fn open_sqlite(dir: &std::path::Path) -> Arc<dyn Store> {
     Arc::new(SqliteStore::open(dir, SqliteOptions::default()).unwrap())
 }
 
@@ -113,20 +113,28 @@ fn check_row(what: &str, row: &serde_json::Value, values: &[&CountedValues]) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
-    let dir = TempDir::new("stats");
+    for backend in common::backends() {
+        rollup_statistics_match_exact_computations_and_survive_a_rebuild_on(&backend).await;
+    }
+}
+
+async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild_on(
+    backend: &common::Backend,
+) {
+    let dir = TestStore::new("stats", backend);
     let month = Month::parse(MONTH).unwrap();
-    let config = RawConfig::default().resolve(dir.path()).unwrap();
+    let config = dir.config();
     let enricher = Arc::new(load_enricher(&config).unwrap());
     let generator = Arc::new(Generator::new(3, month, 40_000, &enricher));
     {
-        let store = open(dir.path());
+        let store = dir.open().await;
         let report = generate_into_store(store, enricher.clone(), generator, |_| {})
             .await
             .unwrap();
         assert_eq!(report.created, 40_000);
         assert!(report.implausible > 100, "{report:?}");
     }
-    let store = open(dir.path());
+    let store = dir.open().await;
     let values = store
         .counted_values(month.first_day(), Month(month.0 + 1).first_day() - 1)
         .await
@@ -135,22 +143,20 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
 
     // Heavy-tester cap: at most 3 per device and day count, and the data
     // has devices far beyond that.
-    let db = rusqlite::Connection::open(dir.path().join("ispeed.sqlite3")).unwrap();
-    let mut per_device_day: HashMap<(Vec<u8>, i64), (u64, u64)> = HashMap::new();
-    let mut statement = db
-        .prepare("SELECT device_hash, day, status, counted FROM results ORDER BY seq")
-        .unwrap();
-    let mut rows = statement.query([]).unwrap();
-    while let Some(row) = rows.next().unwrap() {
+    let mut per_device_day: HashMap<(String, i64), (u64, u64)> = HashMap::new();
+    for row in dir
+        .query("SELECT device_hash, day, status, counted FROM results ORDER BY seq")
+        .await
+    {
         let key = (
-            row.get::<_, Vec<u8>>(0).unwrap(),
-            row.get::<_, i64>(1).unwrap(),
+            row[0].as_str().unwrap().to_owned(),
+            row[1].as_i64().unwrap(),
         );
         let entry = per_device_day.entry(key).or_default();
-        if row.get::<_, String>(2).unwrap() == "accepted" {
+        if row[2] == "accepted" {
             entry.0 += 1;
         }
-        entry.1 += u64::from(row.get::<_, bool>(3).unwrap());
+        entry.1 += row[3].as_u64().unwrap();
     }
     assert!(
         per_device_day.values().any(|(accepted, _)| *accepted > 10),
@@ -164,7 +170,7 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
         per_device_day.values().map(|v| v.1).sum::<u64>()
     );
 
-    let collector = start(dir.path(), RawConfig::default(), false).await;
+    let collector = start_on(&dir, RawConfig::default(), false).await;
     let url = &collector.url;
     let mut worst: f64 = 0.0;
     let nation = get_json(url, &format!("/api/v1/stats?level=nation&period={MONTH}")).await;
@@ -233,12 +239,12 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild() {
     let before = answers(url, &questions).await;
     collector.stop().await;
     {
-        let store = open(dir.path());
+        let store = dir.open().await;
         let report = store.rebuild_rollups().await.unwrap();
         assert_eq!(report.results, 40_000);
         assert_eq!(report.counted, values.len() as u64);
     }
-    let collector = start(dir.path(), RawConfig::default(), false).await;
+    let collector = start_on(&dir, RawConfig::default(), false).await;
     assert_eq!(answers(&collector.url, &questions).await, before);
     collector.stop().await;
 }
@@ -268,9 +274,15 @@ fn results_in(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sufficiency_flags_switch_exactly_at_the_thresholds() {
-    let dir = TempDir::new("flags");
+    for backend in common::backends() {
+        sufficiency_flags_switch_exactly_at_the_thresholds_on(&backend).await;
+    }
+}
+
+async fn sufficiency_flags_switch_exactly_at_the_thresholds_on(backend: &common::Backend) {
+    let dir = TestStore::new("flags", backend);
     let month = Month::parse(MONTH).unwrap();
-    let config = RawConfig::default().resolve(dir.path()).unwrap();
+    let config = dir.config();
     let enricher = load_enricher(&config).unwrap();
     let generator = Generator::new(5, month, 10, &enricher);
     let submission = generator.sample(0, None);
@@ -311,13 +323,13 @@ async fn sufficiency_flags_switch_exactly_at_the_thresholds() {
     batch.extend(results_in(&template, &hue, "46", 99, 4));
     batch.extend(results_in(&template, &danang, "48", 100, 5));
     {
-        let store = open(dir.path());
+        let store = dir.open().await;
         let outcomes = store.insert(batch).await.unwrap();
         assert!(outcomes
             .iter()
             .all(|o| matches!(o, InsertOutcome::Created(r) if r.counted)));
     }
-    let collector = start(dir.path(), RawConfig::default(), false).await;
+    let collector = start_on(&dir, RawConfig::default(), false).await;
     let flags = |v: &serde_json::Value| -> Vec<String> {
         v["rows"][0]["flags"]
             .as_array()
@@ -370,12 +382,13 @@ async fn sufficiency_flags_switch_exactly_at_the_thresholds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_2_derives_the_aggregate_cells_of_an_older_store() {
-    let dir = TempDir::new("migration");
+    // SQLite only: the PostgreSQL schema starts at the current layout.
+    let dir = TestStore::new("migration", &common::Backend::Sqlite);
     let month = Month::parse(MONTH).unwrap();
-    let config = RawConfig::default().resolve(dir.path()).unwrap();
+    let config = dir.config();
     let enricher = Arc::new(load_enricher(&config).unwrap());
     let generator = Arc::new(Generator::new(4, month, 5_000, &enricher));
-    generate_into_store(open(dir.path()), enricher, generator, |_| {})
+    generate_into_store(open_sqlite(dir.path()), enricher, generator, |_| {})
         .await
         .unwrap();
     let questions = [
@@ -383,7 +396,7 @@ async fn migration_2_derives_the_aggregate_cells_of_an_older_store() {
         format!("/api/v1/stats/children?level=province&code=79&period={MONTH}"),
         format!("/api/v1/stats?level=nation&period={MONTH}"),
     ];
-    let collector = start(dir.path(), RawConfig::default(), false).await;
+    let collector = start_on(&dir, RawConfig::default(), false).await;
     let before = answers(&collector.url, &questions).await;
     collector.stop().await;
 
@@ -416,7 +429,7 @@ async fn migration_2_derives_the_aggregate_cells_of_an_older_store() {
     db.pragma_update(None, "user_version", 1).unwrap();
     drop(db);
 
-    let collector = start(dir.path(), RawConfig::default(), false).await;
+    let collector = start_on(&dir, RawConfig::default(), false).await;
     assert_eq!(answers(&collector.url, &questions).await, before);
     collector.stop().await;
 }

@@ -9,12 +9,12 @@ mod common;
 use std::io::Read;
 use std::sync::Arc;
 
-use common::{get_json, start, TempDir};
+use common::{get_json, start_on, TestStore};
 use ispeed_collector::generate::{generate_into_store, Generator};
 use ispeed_collector::period::Month;
 use ispeed_collector::state::load_enricher;
 use ispeed_collector::units::{load, LoadError};
-use ispeed_collector::{RawConfig, SqliteOptions, SqliteStore, Store};
+use ispeed_collector::{RawConfig, Store};
 use serde_json::Value;
 
 const UNITS_CSV: &str = include_str!("../../enrich/data/units.csv");
@@ -43,9 +43,16 @@ fn provinces() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_unit_files_change_nothing_and_a_good_version_applies_from_its_month() {
-    let dir = TempDir::new("units");
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    for backend in common::backends() {
+        bad_unit_files_change_nothing_and_a_good_version_applies_from_its_month_on(&backend).await;
+    }
+}
+
+async fn bad_unit_files_change_nothing_and_a_good_version_applies_from_its_month_on(
+    backend: &common::Backend,
+) {
+    let dir = TestStore::new("units", backend);
+    let store: Arc<dyn Store> = dir.open().await;
     let now = ispeed_collector::api::now_ms();
     let next = Month(Month::of_unix_ms(now).0 + 1);
     let geojson = serde_json::to_vec(&wards()).unwrap();
@@ -188,7 +195,7 @@ async fn bad_unit_files_change_nothing_and_a_good_version_applies_from_its_month
     assert!(matches!(again, Err(LoadError::Exists(_))));
 
     // Results of both months, placed by their coordinates.
-    let config = RawConfig::default().resolve(dir.path()).unwrap();
+    let config = dir.config();
     let mut enricher = load_enricher(&config).unwrap();
     enricher.versions = ispeed_collector::state::load_unit_versions(store.as_ref())
         .await
@@ -203,7 +210,7 @@ async fn bad_unit_files_change_nothing_and_a_good_version_applies_from_its_month
     }
     drop(store);
 
-    let collector = start(dir.path(), RawConfig::default(), false).await;
+    let collector = start_on(&dir, RawConfig::default(), false).await;
     let children = |month: Month| {
         let url = collector.url.clone();
         async move {

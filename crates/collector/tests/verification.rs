@@ -1,10 +1,10 @@
-//! Verification over HTTP against a real collector and SQLite file: forged,
+//! Verification over HTTP against a real collector on each store: forged,
 //! tampered, replayed, expired and unknown-key receipts are refused with
 //! their codes; duplicates are stored once; bad input gets typed errors.
 
 mod common;
 
-use common::{generator, post_json, request, start, synthetic_test_point, TempDir};
+use common::{generator, post_json, request, start_on, synthetic_test_point, TestStore};
 use ispeed_client::submit::now_ms;
 use ispeed_collector::RawConfig;
 use ispeed_proto::receipt::{Receipt, ReceiptPayload};
@@ -16,12 +16,6 @@ fn config(seed: u64) -> RawConfig {
         test_points: vec![synthetic_test_point(seed)],
         ..Default::default()
     }
-}
-
-fn row_count(dir: &std::path::Path) -> i64 {
-    let db = rusqlite::Connection::open(dir.join("ispeed.sqlite3")).unwrap();
-    db.query_row("SELECT count(*) FROM results", [], |r| r.get(0))
-        .unwrap()
 }
 
 fn code(body: &serde_json::Value) -> &str {
@@ -58,9 +52,15 @@ fn plausible(generator: &ispeed_collector::generate::Generator, from: u64) -> Su
 
 #[tokio::test]
 async fn receipts_are_verified_and_duplicates_stored_once() {
-    let dir = TempDir::new("verify");
+    for backend in common::backends() {
+        receipts_are_verified_and_duplicates_stored_once_on(&backend).await;
+    }
+}
+
+async fn receipts_are_verified_and_duplicates_stored_once_on(backend: &common::Backend) {
+    let dir = TestStore::new("verify", backend);
     let seed = 7;
-    let collector = start(dir.path(), config(seed), false).await;
+    let collector = start_on(&dir, config(seed), false).await;
     let url = &collector.url;
     let generator = generator(seed, 1000);
 
@@ -73,7 +73,7 @@ async fn receipts_are_verified_and_duplicates_stored_once() {
     let (status, again) = post_json(url, &good).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(first, again);
-    assert_eq!(row_count(dir.path()), 1);
+    assert_eq!(dir.count("results").await, 1);
 
     // Same id, different content.
     let mut conflicting = good.clone();
@@ -135,15 +135,25 @@ async fn receipts_are_verified_and_duplicates_stored_once() {
     let (status, body) = post_json(url, &future).await;
     assert_eq!((status, code(&body)), (422, "impossible_value"));
 
-    assert_eq!(row_count(dir.path()), 1, "no refused result was stored");
+    assert_eq!(
+        dir.count("results").await,
+        1,
+        "no refused result was stored"
+    );
     collector.stop().await;
 }
 
 #[tokio::test]
 async fn impossible_and_malformed_input_gets_typed_errors() {
-    let dir = TempDir::new("bad-input");
+    for backend in common::backends() {
+        impossible_and_malformed_input_gets_typed_errors_on(&backend).await;
+    }
+}
+
+async fn impossible_and_malformed_input_gets_typed_errors_on(backend: &common::Backend) {
+    let dir = TestStore::new("bad-input", backend);
     let seed = 8;
-    let collector = start(dir.path(), config(seed), false).await;
+    let collector = start_on(&dir, config(seed), false).await;
     let url = &collector.url;
     let generator = generator(seed, 1000);
 
@@ -216,15 +226,21 @@ async fn impossible_and_malformed_input_gets_typed_errors() {
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, code(&body)), (405, "method_not_allowed"));
 
-    assert_eq!(row_count(dir.path()), 0);
+    assert_eq!(dir.count("results").await, 0);
     collector.stop().await;
 }
 
 #[tokio::test]
 async fn implausible_results_are_stored_flagged_and_not_counted() {
-    let dir = TempDir::new("implausible");
+    for backend in common::backends() {
+        implausible_results_are_stored_flagged_and_not_counted_on(&backend).await;
+    }
+}
+
+async fn implausible_results_are_stored_flagged_and_not_counted_on(backend: &common::Backend) {
+    let dir = TestStore::new("implausible", backend);
     let seed = 9;
-    let collector = start(dir.path(), config(seed), false).await;
+    let collector = start_on(&dir, config(seed), false).await;
     let url = &collector.url;
     let generator = generator(seed, 1000);
 
@@ -311,13 +327,19 @@ async fn implausible_results_are_stored_flagged_and_not_counted() {
 
 #[tokio::test]
 async fn a_retry_after_the_receipt_aged_out_still_succeeds() {
-    let dir = TempDir::new("aged");
+    for backend in common::backends() {
+        a_retry_after_the_receipt_aged_out_still_succeeds_on(&backend).await;
+    }
+}
+
+async fn a_retry_after_the_receipt_aged_out_still_succeeds_on(backend: &common::Backend) {
+    let dir = TestStore::new("aged", backend);
     let seed = 10;
     let raw = RawConfig {
         receipt_max_age_s: Some(2),
         ..config(seed)
     };
-    let collector = start(dir.path(), raw, false).await;
+    let collector = start_on(&dir, raw, false).await;
     let url = &collector.url;
     let generator = generator(seed, 1000);
     let stored = plausible(&generator, 0);
@@ -328,21 +350,27 @@ async fn a_retry_after_the_receipt_aged_out_still_succeeds() {
     assert_eq!(post_json(url, &stored).await.0, 200);
     let (status, body) = post_json(url, &never_sent).await;
     assert_eq!((status, code(&body)), (422, "receipt_expired"));
-    assert_eq!(row_count(dir.path()), 1);
+    assert_eq!(dir.count("results").await, 1);
     collector.stop().await;
 }
 
 #[tokio::test]
 async fn a_test_point_removed_from_the_config_is_no_longer_trusted() {
-    let dir = TempDir::new("revoke");
+    for backend in common::backends() {
+        a_test_point_removed_from_the_config_is_no_longer_trusted_on(&backend).await;
+    }
+}
+
+async fn a_test_point_removed_from_the_config_is_no_longer_trusted_on(backend: &common::Backend) {
+    let dir = TestStore::new("revoke", backend);
     let seed = 12;
     let generator = generator(seed, 1000);
-    let collector = start(dir.path(), config(seed), false).await;
+    let collector = start_on(&dir, config(seed), false).await;
     let stored = plausible(&generator, 0);
     assert_eq!(post_json(&collector.url, &stored).await.0, 201);
     collector.stop().await;
 
-    let collector = start(dir.path(), RawConfig::default(), false).await;
+    let collector = start_on(&dir, RawConfig::default(), false).await;
     // A retry of what was stored before is still the same success.
     assert_eq!(post_json(&collector.url, &stored).await.0, 200);
     let (status, body) = post_json(&collector.url, &plausible(&generator, 100)).await;
