@@ -1,6 +1,9 @@
 //! The collector as a real process: a SIGKILL during a burst loses no
 //! acknowledged result and re-sending creates no duplicate; a client whose
-//! collector is down spools and later delivers exactly once.
+//! collector is down spools and later delivers exactly once. The crash
+//! test runs on SQLite and, with `ISPEED_TEST_POSTGRES`, on PostgreSQL.
+
+mod common;
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -61,12 +64,21 @@ fn wait_for_port(port: u16) {
 }
 
 fn serve(config: &Path, data: &Path, port: u16) -> Process {
-    let child = Command::new(BIN)
+    serve_on(config, data, None, port)
+}
+
+fn serve_on(config: &Path, data: &Path, store: Option<&str>, port: u16) -> Process {
+    let mut command = Command::new(BIN);
+    command
         .arg("serve")
         .arg("--config")
         .arg(config)
         .arg("--data")
-        .arg(data)
+        .arg(data);
+    if let Some(store) = store {
+        command.args(["--store", store]);
+    }
+    let child = command
         .args(["--listen", &format!("127.0.0.1:{port}"), "--no-test-point"])
         .env("ISPEED_LOG", "warn")
         .stdout(Stdio::null())
@@ -87,7 +99,14 @@ fn write_config(path: &Path, id: &str, public_key: &str) {
     .unwrap();
 }
 
-fn stored_ids(data: &Path) -> Vec<String> {
+fn stored_ids(data: &Path, pg: Option<&common::PgSchema>) -> Vec<String> {
+    if let Some(pg) = pg {
+        return pg
+            .query("SELECT result_id FROM results")
+            .into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect();
+    }
     let db = rusqlite::Connection::open(data.join("ispeed.sqlite3")).unwrap();
     let mut statement = db.prepare("SELECT result_id FROM results").unwrap();
     let ids = statement
@@ -104,6 +123,13 @@ fn now_ms() -> u64 {
 
 #[test]
 fn sigkill_during_a_burst_loses_no_acknowledged_result_and_resending_duplicates_nothing() {
+    sigkill_during_a_burst(None);
+    if let Some(pg) = common::PgSchema::new("crash") {
+        sigkill_during_a_burst(Some(&pg));
+    }
+}
+
+fn sigkill_during_a_burst(pg: Option<&common::PgSchema>) {
     const TOTAL: u64 = 10_000;
     const KILL_AFTER: usize = 3_000;
     let dir = Dir::new("crash");
@@ -129,7 +155,8 @@ fn sigkill_during_a_burst_loses_no_acknowledged_result_and_resending_duplicates_
     );
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let collector = Arc::new(Mutex::new(serve(&config, &data, port)));
+    let store = pg.map(|pg| pg.url.as_str());
+    let collector = Arc::new(Mutex::new(serve_on(&config, &data, store, port)));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -182,8 +209,8 @@ fn sigkill_during_a_burst_loses_no_acknowledged_result_and_resending_duplicates_
     );
 
     // Restart on the same data: every acknowledged result is there, once.
-    let restarted = serve(&config, &data, port);
-    let ids = stored_ids(&data);
+    let restarted = serve_on(&config, &data, store, port);
+    let ids = stored_ids(&data, pg);
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "no result stored twice");
     let missing = acked.iter().filter(|id| !unique.contains(id)).count();
@@ -207,11 +234,12 @@ fn sigkill_during_a_burst_loses_no_acknowledged_result_and_resending_duplicates_
     });
     assert_eq!(statuses.1, stored_before, "every stored result answers 200");
     assert_eq!(statuses.0 + statuses.1, TOTAL as usize);
-    let ids = stored_ids(&data);
+    let ids = stored_ids(&data, pg);
     assert_eq!(ids.len(), TOTAL as usize);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), TOTAL as usize);
     eprintln!(
-        "crash test: {} acknowledged before SIGKILL, {stored_before} stored, {} created on re-send",
+        "crash test ({}): {} acknowledged before SIGKILL, {stored_before} stored, {} created on re-send",
+        if pg.is_some() { "postgres" } else { "sqlite" },
         acked.len(),
         statuses.0
     );
@@ -318,5 +346,5 @@ fn a_client_whose_collector_is_down_spools_and_later_delivers_exactly_once() {
     assert_eq!(first["delivered"], 1, "{first}");
     let second = deliver();
     assert_eq!(second["delivered"], 0, "{second}");
-    assert_eq!(stored_ids(&data), [result_id]);
+    assert_eq!(stored_ids(&data, None), [result_id]);
 }

@@ -116,3 +116,97 @@ pub async fn request(
         .to_bytes();
     Ok((status, bytes.to_vec()))
 }
+
+/// A PostgreSQL schema of its own on the server `ISPEED_TEST_POSTGRES`
+/// names, dropped with it; `None` (and a note) when the variable is unset.
+pub struct PgSchema {
+    base: String,
+    pub schema: String,
+    /// The `--store` URL.
+    pub url: String,
+}
+
+impl PgSchema {
+    pub fn new(tag: &str) -> Option<PgSchema> {
+        let base = match std::env::var("ISPEED_TEST_POSTGRES") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                eprintln!("ISPEED_TEST_POSTGRES unset: PostgreSQL part skipped");
+                return None;
+            }
+        };
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let schema = format!("t_{tag}_{}", &nonce[..12]);
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(PgSchema {
+            url: format!("{base}{sep}schema={schema}"),
+            base,
+            schema,
+        })
+    }
+
+    /// Runs SQL in the schema (on a thread of its own, so it works inside
+    /// or outside a runtime); every value comes back as text.
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let mut config: tokio_postgres::Config = self.base.parse().unwrap();
+        config.options(format!("-c search_path={}", self.schema));
+        let sql = sql.to_owned();
+        run_detached(async move {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+                .simple_query(&sql)
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_owned))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// Runs statements in the schema.
+    pub fn execute(&self, sql: &str) {
+        let mut config: tokio_postgres::Config = self.base.parse().unwrap();
+        config.options(format!("-c search_path={}", self.schema));
+        let sql = sql.to_owned();
+        run_detached(async move {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(&sql).await.unwrap();
+        });
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let config: tokio_postgres::Config = self.base.parse().unwrap();
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        run_detached(async move {
+            if let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await {
+                tokio::spawn(connection);
+                let _ = client.batch_execute(&sql).await;
+            }
+        });
+    }
+}
+
+fn run_detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join()
+    .unwrap()
+}
