@@ -47,6 +47,8 @@ enum Command {
     Report(serve::ReportArgs),
     /// Versions of the administrative units: load a new one, list them.
     Units(serve::UnitsArgs),
+    /// Copy an embedded (SQLite) store into PostgreSQL and verify the copy.
+    Migrate(serve::MigrateArgs),
     /// Run a test point.
     Server(ServerArgs),
     /// Run a speed test against a test point.
@@ -182,6 +184,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::RebuildRollups(args) => serve::rebuild(args, runtime()?),
         Command::Report(args) => serve::report(args, runtime()?),
         Command::Units(args) => serve::units(args, runtime()?),
+        Command::Migrate(args) => serve::migrate(args, runtime()?),
         Command::Server(args) => server(args),
         Command::Test(args) => test(args),
         Command::VerifyReceipt(args) => verify(args),

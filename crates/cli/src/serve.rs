@@ -516,3 +516,54 @@ pub fn units(args: UnitsArgs, runtime: tokio::runtime::Runtime) -> anyhow::Resul
         }
     })
 }
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    /// The embedded store: sqlite:DIR (a `serve --data` directory; `serve`
+    /// must be stopped).
+    #[arg(long, value_name = "sqlite:DIR")]
+    from: String,
+    /// An empty PostgreSQL database or schema: postgres://user@host/db[?schema=NAME].
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// TOML configuration file (as `serve --config`: the heavy-tester cap).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// `ispeed migrate`: SQLite to PostgreSQL, verified.
+pub fn migrate(args: MigrateArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    use ispeed_collector::StoreLocation;
+    let file = read_file(args.config.as_deref())?;
+    let config = collector_config(&file, None, None)?;
+    let StoreLocation::Sqlite(dir) = StoreLocation::parse(&args.from)? else {
+        anyhow::bail!("--from must be sqlite:DIR");
+    };
+    if !dir.join("ispeed.sqlite3").is_file() {
+        anyhow::bail!("no store in {} (expected ispeed.sqlite3)", dir.display());
+    }
+    let StoreLocation::Postgres { url, schema } = StoreLocation::parse(&args.to)? else {
+        anyhow::bail!("--to must be postgres://...");
+    };
+    let report = runtime.block_on(ispeed_collector::migrate::sqlite_to_postgres(
+        &dir,
+        &url,
+        schema.as_deref(),
+        config.heavy_tester_cap,
+        |done| {
+            if done % 100_000 == 0 {
+                eprintln!("migrate: {done} results copied");
+            }
+        },
+    ));
+    match report {
+        Ok(report) => {
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

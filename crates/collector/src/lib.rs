@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod locate;
+pub mod migrate;
 pub mod period;
 pub mod registry;
 pub mod report;

@@ -113,10 +113,17 @@ impl PostgresStore {
                 .await
                 .map_err(|e| StoreError::Open(e.to_string()))?;
             tokio::spawn(connection);
-            client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
                 .await
-                .map_err(db_error)?;
+                .map_err(db_error)?
+                .is_some();
+            if !exists {
+                // Two instances may race here; the loser's error is harmless.
+                let _ = client
+                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                    .await;
+            }
         }
         let manager = Manager::from_config(
             config,
@@ -142,6 +149,12 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        get_client(&self.pool).await
+    }
+
+    /// A pooled connection, for bulk work outside the [`Store`] trait
+    /// (`ispeed migrate`, benchmarks' reference queries).
+    pub async fn raw_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         get_client(&self.pool).await
     }
 
