@@ -2,6 +2,7 @@
 # Statistics latency from rollups vs an exact computation over raw rows.
 #
 #   bench/query.sh [SAMPLES...]          (default: 1000000 10000000)
+#   bench/query.sh --store postgres://user@host/db [SAMPLES...]
 #
 # Env: ISPEED=path (default target/release/ispeed, relative to the repo root)
 #      RUNS=3 (timed passes per data set; medians of the per-pass p50/p99)
@@ -25,16 +26,37 @@
 # exact/rollup, and checks every API median against the exact one (≤ 1 %).
 # Exits non-zero if a request fails, a check fails, or p99 ≥ GOAL_P99_MS at
 # the largest size.
+#
+# With --store postgres://..., each size lives in its own schema
+# (bench_q_<samples>_s<seed>_m<month>, reused like the directories; drop it
+# with psql when done), `serve` runs with --store, and the exact reference
+# is PostgreSQL itself: per question one SQL statement over the raw rows
+# with percentile_cont (and percentile_disc, nearest rank, for the
+# cross-check), timed alone in the first pass.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
-case ${1:-} in -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+STORE=
+SIZES=()
+while (($#)); do
+    case $1 in
+        -h | --help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --store) STORE=${2:?--store needs a URL}; shift 2 ;;
+        *) SIZES+=("$1"); shift ;;
+    esac
+done
+PG=
+if [[ -n $STORE ]]; then
+    [[ $STORE == postgres://* || $STORE == postgresql://* ]] || die "--store must be postgres://..."
+    [[ $STORE != *'?'* ]] || die "give --store without query parameters (each size gets its own schema)"
+    command -v psql >/dev/null || die "--store postgres needs psql"
+    PG=1
+fi
 
 command -v python3 >/dev/null || die "needs python3"
 resolve_ispeed
 
-SIZES=("$@")
 ((${#SIZES[@]})) || SIZES=(1000000 10000000)
 BENCH_DATA=${BENCH_DATA:-/work/bench-data}
 MONTH=${MONTH:-2026-10}
@@ -58,7 +80,19 @@ fi
 ensure_data() {
     local n=$1
     DATA_DIR="$BENCH_DATA/query-m$MONTH-n$n-s$SEED"
-    if [[ -s $DATA_DIR/generate.json && -f $DATA_DIR/ispeed.sqlite3 ]]; then
+    STORE_ARGS=()
+    if [[ -n $PG ]]; then
+        DATA_DIR="$BENCH_DATA/query-pg-m$MONTH-n$n-s$SEED"
+        SCHEMA="bench_q_${n}_s${SEED}_m${MONTH//-/}"
+        STORE_URL="$STORE?schema=$SCHEMA"
+        STORE_ARGS=(--store "$STORE_URL")
+        if [[ -s $DATA_DIR/generate.json ]] &&
+            [[ $(psql "$STORE" -Atc "SELECT count(*) FROM $SCHEMA.result_ids" 2>/dev/null) == "$n" ]]; then
+            log "reusing schema $SCHEMA (generated before: $(tr -d '\n' <"$DATA_DIR/generate.json"))"
+            return 0
+        fi
+        psql "$STORE" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null
+    elif [[ -s $DATA_DIR/generate.json && -f $DATA_DIR/ispeed.sqlite3 ]]; then
         log "reusing $DATA_DIR (generated before: $(tr -d '\n' <"$DATA_DIR/generate.json"))"
         return 0
     fi
@@ -66,7 +100,7 @@ ensure_data() {
     mkdir -p "$DATA_DIR"
     log "generating $n samples for $MONTH (seed $SEED) into $DATA_DIR"
     local t0=$SECONDS
-    run_fg "$ISPEED" generate --month "$MONTH" --samples "$n" --seed "$SEED" --data "$DATA_DIR" \
+    run_fg "$ISPEED" generate --month "$MONTH" --samples "$n" --seed "$SEED" --data "$DATA_DIR" "${STORE_ARGS[@]}" \
         >"$DATA_DIR/generate.json.tmp" 2>"$DATA_DIR/generate.log" ||
         { show_log "$DATA_DIR/generate.log"; die "generate failed"; }
     mv "$DATA_DIR/generate.json.tmp" "$DATA_DIR/generate.json"
@@ -77,7 +111,7 @@ ensure_data() {
 start_serve() {
     local data=$1 port=$2 slog="$WORK/serve-$(basename "$1").log"
     URL="http://127.0.0.1:$port"
-    bg_start "$slog" "$ISPEED" serve --data "$data" --listen "127.0.0.1:$port" --no-test-point
+    bg_start "$slog" "$ISPEED" serve --data "$data" "${STORE_ARGS[@]}" --listen "127.0.0.1:$port" --no-test-point
     SERVE_PID=$BG_PID
     local deadline=$((SECONDS + 60))
     while ((SECONDS < deadline)); do
@@ -97,12 +131,18 @@ for n in "${SIZES[@]}"; do
     GEN_NOTE+=("$n in $(fmt "$(py jget "$DATA_DIR/generate.json" seconds)" 0) s ($(py jget "$DATA_DIR/generate.json" counted) counted)")
     port=$(py freeport)
     start_serve "$DATA_DIR" "$port"
-    log "ispeed serve pid $SERVE_PID on $URL over $DATA_DIR ($(du -sh "$DATA_DIR" | cut -f1))"
+    if [[ -n $PG ]]; then
+        log "ispeed serve pid $SERVE_PID on $URL over schema $SCHEMA ($(psql "$STORE" -Atc "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = '$SCHEMA' AND c.relkind IN ('r', 'm')"))"
+    else
+        log "ispeed serve pid $SERVE_PID on $URL over $DATA_DIR ($(du -sh "$DATA_DIR" | cut -f1))"
+    fi
     for run in $(seq "$RUNS"); do
         out="$WORK/n$n-run$run.json"
         extra=()
         # The exact reference (a full scan of the month) runs in the first pass only.
-        if ((run == 1)); then
+        if ((run == 1)) && [[ -n $PG ]]; then
+            extra=(--exact-source postgres --store "$STORE_URL")
+        elif ((run == 1)); then
             extra=(--exact-source scan)
         else
             extra=(--skip-exact)
@@ -149,7 +189,10 @@ for n in sorted(by):
           f" {fmt(rs,0)+'x':>9} {fmt(rc,0)+'x':>9} {fmt(err*100,3)+' %':>12}")
     slow = ", ".join(f"{s['q']} {s['p99_ms']:.1f}" for s in docs[0].get("slowest", [])[:3])
     print(f"{'':>10} slowest questions (p99 ms, first pass): {slow}")
-    if ex:
+    if ex and ex.get('exact_source') == 'postgres':
+        print(f"{'':>10} exact (PostgreSQL percentile_cont over the raw rows, one statement per question, timed alone); "
+              f"{ex['medians_compared']} medians cross-checked, n mismatches {ex['n_mismatch']}")
+    elif ex:
         print(f"{'':>10} exact ({ex.get('exact_source', '?')}): {ex['exact_rows']} counted rows read in {ex['exact_scan_s']:.1f} s; "
               f"{ex['medians_compared']} medians cross-checked, n mismatches {ex['n_mismatch']}")
     if n == largest and not (s99 < goal and c99 < goal):

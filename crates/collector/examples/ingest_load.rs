@@ -12,6 +12,9 @@
 //! then submits them over `--concurrency` keep-alive connections. What is
 //! timed is then the collector's work, not the load generator's.
 //!
+//! `--url` may list several collector instances (comma-separated): the
+//! connections are spread over them round-robin.
+//!
 //! Prints one JSON line: created (201), other statuses, errors, seconds,
 //! results_per_s, submission latency p50/p99, this process's CPU seconds
 //! during the timed phase and the build time.
@@ -89,7 +92,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> Result<bool, String> {
-    let (addr, authority) = http1::parse_url(&args.url).map_err(|e| e.to_string())?;
+    let targets: Vec<(std::net::SocketAddr, String)> = args
+        .url
+        .split(',')
+        .map(|url| http1::parse_url(url.trim()).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
     let config = RawConfig::default()
         .resolve(Path::new("unused"))
         .map_err(|e| e.to_string())?;
@@ -150,7 +157,8 @@ fn run(args: Args) -> Result<bool, String> {
     let started = Instant::now();
     let latencies: Vec<f64> = runtime.block_on(async {
         let workers: Vec<_> = (0..args.concurrency)
-            .map(|_| {
+            .map(|c| {
+                let (addr, authority) = targets[c % targets.len()].clone();
                 let bodies = bodies.clone();
                 let (created, other_status, errors, next, connections) = (
                     created.clone(),
@@ -159,7 +167,6 @@ fn run(args: Args) -> Result<bool, String> {
                     next.clone(),
                     connections.clone(),
                 );
-                let authority = authority.clone();
                 tokio::spawn(async move {
                     let mut conn = http1::Conn::new(addr, &authority);
                     let mut latencies = Vec::new();
@@ -219,6 +226,7 @@ fn run(args: Args) -> Result<bool, String> {
             "seconds": seconds,
             "results_per_s": created as f64 / seconds,
             "concurrency": args.concurrency,
+            "instances": targets.len(),
             "connections": connections.load(Ordering::Relaxed),
             "latency_ms_p50": http1::percentile(&latencies, 0.5),
             "latency_ms_p99": http1::percentile(&latencies, 0.99),

@@ -14,6 +14,11 @@
 //!    and take nearest-rank quantiles. The cost of one exact answer is the
 //!    scan plus its own filter/sort (there is no index by unit: every exact
 //!    question reads the month).
+//!    With `--exact-source postgres --store URL` (a PostgreSQL store) each
+//!    question is instead one SQL query over the raw rows, timed on its
+//!    own: `percentile_cont(0.5)` per unit and ISP (the reference the
+//!    issue names) and `percentile_disc(0.5)` (nearest rank, for the
+//!    cross-check) in the same statement.
 //! 3. Cross-checks every API row (all ISPs and each ISP) against the exact
 //!    figures: n must match exactly, medians within 1 % relative.
 //!
@@ -47,8 +52,10 @@ struct Args {
     random_wards: usize,
     seed: u64,
     skip_exact: bool,
-    /// "store": Store::counted_values; "scan": the same rows by a sequential table scan.
+    /// "scan": the SQLite rows by a sequential table scan; "postgres": one
+    /// SQL query per question on the store at `store`.
     exact_source: String,
+    store: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -64,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         seed: 7,
         skip_exact: false,
         exact_source: "scan".into(),
+        store: String::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,18 +92,23 @@ fn parse_args() -> Result<Args, String> {
             "--random-wards" => args.random_wards = num(value()?)?,
             "--seed" => args.seed = num(value()?)? as u64,
             "--exact-source" => args.exact_source = value()?,
+            "--store" => args.store = value()?,
             _ => {
                 return Err(
                     "usage: query_bench --url URL --data DIR [--period YYYY-MM] [--requests N] \
                             [--children-requests N] [--concurrency C] [--random-provinces K] \
-                            [--random-wards K] [--seed S] [--skip-exact] [--exact-source store|scan]"
+                            [--random-wards K] [--seed S] [--skip-exact] [--exact-source scan|postgres] [--store URL]"
                         .into(),
                 )
             }
         }
     }
-    if args.url.is_empty() || (args.data.as_os_str().is_empty() && !args.skip_exact) {
+    let needs_data = !args.skip_exact && args.exact_source == "scan";
+    if args.url.is_empty() || (args.data.as_os_str().is_empty() && needs_data) {
         return Err("--url and --data are required".into());
+    }
+    if args.exact_source == "postgres" && args.store.is_empty() {
+        return Err("--exact-source postgres needs --store URL".into());
     }
     Ok(args)
 }
@@ -475,7 +488,7 @@ fn run(args: Args) -> Result<bool, String> {
         eprintln!("query_bench:   slowest: {label:<28} p50 {p50:.2} ms p99 {p99:.2} ms");
     }
 
-    let mut report = serde_json::json!({
+    let report = serde_json::json!({
         "questions": qs.len(),
         "requests": { "stats": timing.latencies.get(&Endpoint::Stats).map_or(0, Vec::len),
                       "children": timing.latencies.get(&Endpoint::Children).map_or(0, Vec::len) },
@@ -495,6 +508,20 @@ fn run(args: Args) -> Result<bool, String> {
         Month::parse(&args.period).ok_or("--period must be YYYY-MM for the exact reference")?;
     let first_day = month.first_day();
     let last_day = Month(month.0 + 1).first_day() - 1;
+    if args.exact_source == "postgres" {
+        let exact = postgres_exact(&args.store, first_day, last_day, &qs)?;
+        return finish(
+            report,
+            &timing,
+            &qs,
+            s50,
+            c50,
+            exact,
+            0,
+            0.0,
+            &args.exact_source,
+        );
+    }
     let t0 = Instant::now();
     let rows = match args.exact_source.as_str() {
         // The running `serve` owns the store (one process per store): the
@@ -510,20 +537,50 @@ fn run(args: Args) -> Result<bool, String> {
         rows.len(),
         args.period
     );
+    let exact: Vec<(ExactAnswer, f64)> = qs
+        .iter()
+        .map(|q| {
+            let t = Instant::now();
+            let exact = exact_answer(&rows, q);
+            (exact, (scan_s + t.elapsed().as_secs_f64()) * 1e3)
+        })
+        .collect();
+    let source = args.exact_source.clone();
+    finish(
+        report,
+        &timing,
+        &qs,
+        s50,
+        c50,
+        exact,
+        rows.len(),
+        scan_s,
+        &source,
+    )
+}
+
+/// Cross-checks the API's answers against the exact ones and prints the
+/// report; `exact` holds each question's answer and its cost in ms.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    mut report: Value,
+    timing: &Timing,
+    qs: &[Question],
+    s50: f64,
+    c50: f64,
+    exact: Vec<(ExactAnswer, f64)>,
+    exact_rows: usize,
+    scan_s: f64,
+    exact_source: &str,
+) -> Result<bool, String> {
     let mut exact_ms: BTreeMap<Endpoint, Vec<f64>> = BTreeMap::new();
     let mut max_rel = [0.0f64; 3];
     let mut worst: Option<(f64, String)> = None;
     let mut compared = 0u64;
     let mut n_mismatch = 0u64;
     let mut missing = 0u64;
-    for q in &qs {
-        let t = Instant::now();
-        let exact = exact_answer(&rows, q);
-        let compute_s = t.elapsed().as_secs_f64();
-        exact_ms
-            .entry(q.endpoint)
-            .or_default()
-            .push((scan_s + compute_s) * 1e3);
+    for (q, (exact, ms)) in qs.iter().zip(exact) {
+        exact_ms.entry(q.endpoint).or_default().push(ms);
         let Some(body) = timing.bodies.get(&q.label()) else {
             continue;
         };
@@ -612,9 +669,9 @@ fn run(args: Args) -> Result<bool, String> {
         eprintln!("query_bench:   worst: {w}");
     }
     let obj = report.as_object_mut().expect("object");
-    obj.insert("exact_rows".into(), rows.len().into());
+    obj.insert("exact_rows".into(), exact_rows.into());
     obj.insert("exact_scan_s".into(), scan_s.into());
-    obj.insert("exact_source".into(), args.exact_source.clone().into());
+    obj.insert("exact_source".into(), exact_source.into());
     obj.insert("exact_stats_ms".into(), es.into());
     obj.insert("exact_children_ms".into(), ec.into());
     obj.insert("ratio_stats".into(), (es / s50).into());
@@ -667,4 +724,91 @@ fn scan_counted(
         });
     }
     Ok(out)
+}
+
+/// Each question answered by PostgreSQL from the raw rows, timed alone:
+/// counted rows of the month, grouped by unit and ISP (and all ISPs).
+fn postgres_exact(
+    store: &str,
+    first_day: i32,
+    last_day: i32,
+    qs: &[Question],
+) -> Result<Vec<(ExactAnswer, f64)>, String> {
+    let location = ispeed_collector::StoreLocation::parse(store).map_err(|e| e.to_string())?;
+    let ispeed_collector::StoreLocation::Postgres { url, schema } = location else {
+        return Err("--store must be a postgres:// URL".into());
+    };
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    if let Some(schema) = &schema {
+        config.options(format!("-c search_path={schema}"));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let mut out = Vec::with_capacity(qs.len());
+        for q in qs {
+            let (unit, filter) = match (q.endpoint, q.level) {
+                (Endpoint::Stats, "nation") => ("'VN'", String::new()),
+                (Endpoint::Stats, "province") => {
+                    ("province_code", format!("AND province_code = '{}'", q.code))
+                }
+                (Endpoint::Stats, _) => ("ward_code", format!("AND ward_code = '{}'", q.code)),
+                (Endpoint::Children, "nation") => {
+                    ("province_code", "AND province_code IS NOT NULL".to_owned())
+                }
+                (Endpoint::Children, _) => (
+                    "ward_code",
+                    format!("AND province_code = '{}' AND ward_code IS NOT NULL", q.code),
+                ),
+            };
+            let metric = |m: &str| {
+                format!(
+                    "percentile_cont(0.5) WITHIN GROUP (ORDER BY greatest({m}, 0)),
+                     percentile_disc(0.5) WITHIN GROUP (ORDER BY greatest({m}, 0))"
+                )
+            };
+            let sets = if unit == "'VN'" {
+                "(), (isp)".to_owned()
+            } else {
+                format!("({unit}), ({unit}, isp)")
+            };
+            let sql = format!(
+                "SELECT {unit} AS unit, coalesce(isp, 'all'), count(*), {}, {}, {}
+                 FROM results WHERE counted AND day BETWEEN {first_day} AND {last_day} {filter}
+                 GROUP BY GROUPING SETS ({sets})",
+                metric("download_mbps"),
+                metric("upload_mbps"),
+                metric("latency_ms")
+            );
+            let t = Instant::now();
+            let rows = client
+                .query(&sql, &[])
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            let mut answer: ExactAnswer = BTreeMap::new();
+            for row in rows {
+                let unit: Option<String> = row.get(0);
+                let Some(unit) = unit else { continue };
+                let isp: String = row.get(1);
+                let n: i64 = row.get(2);
+                // Nearest rank (percentile_disc) for the cross-check; the
+                // interpolated percentile_cont is computed (and paid for) too.
+                let medians = [row.get(4), row.get(6), row.get(8)];
+                answer
+                    .entry(unit)
+                    .or_default()
+                    .insert(isp, (n as u64, medians));
+            }
+            out.push((answer, ms));
+        }
+        Ok(out)
+    })
 }
