@@ -4,16 +4,22 @@
 //!
 //! Correctness across instances comes from the database, not from one
 //! writer: a result id is unique in `result_ids`, a receipt session in
-//! `receipt_sessions`, the heavy-tester cap counts in `device_day` with an
-//! atomic upsert, and rollup cells are read `FOR UPDATE` in key order, merged
-//! and written back in the same transaction. Each instance groups what
-//! arrives while its previous transaction commits into one transaction
-//! (group commit); a result is acknowledged only after that commit, with
-//! `synchronous_commit` on. Raw results are partitioned by month.
+//! `receipt_sessions`, and the heavy-tester cap counts in `device_day` with
+//! an atomic upsert. Each instance groups what arrives while its previous
+//! transaction commits into one transaction (group commit); a result is
+//! acknowledged only after that commit, with `synchronous_commit` on. Raw
+//! results are partitioned by month.
 //!
-//! Cached statistics stay valid only while the `month_versions` of the months
-//! they read are unchanged; every writing transaction bumps them, so an
-//! instance never serves an answer older than another instance's commit.
+//! Rollup cells are not touched by ingest: every nation and province cell
+//! would be a hot row rewritten (sketches and all) by every small batch.
+//! An ingest transaction appends its counted contributions to
+//! `rollup_queue`; an applier (one at a time, under an advisory lock)
+//! takes a run of the queue, merges it into the cells (locked `FOR UPDATE`
+//! in key order) and bumps the months' `month_versions`, all in one
+//! transaction. Each instance runs the applier in the background, and every
+//! read applies what is queued first, so statistics never miss an
+//! acknowledged result. Cached answers stay valid only while the versions
+//! of the months they read are unchanged.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -42,10 +48,19 @@ use crate::rollup::{level_to_i64, Cell, CellKey, Contribution, Grain, ALL_ACCESS
 
 /// Versioned migrations, applied in order under an advisory lock; the
 /// `schema_version` row of `meta` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+    include_str!("../../migrations/postgres/0002_rollup_queue.sql"),
+];
 /// Advisory lock ids (arbitrary, stable).
 const MIGRATION_LOCK: i64 = 0x6973_7065_6564_0001;
 const PARTITION_LOCK: i64 = 0x6973_7065_6564_0002;
+/// Held by whoever merges the rollup queue into the cells.
+const ROLLUP_LOCK: i64 = 0x6973_7065_6564_0003;
+/// Queue rows merged per applier transaction at most.
+const APPLY_BATCH: i64 = 50_000;
+/// How often each instance's background applier looks at the queue.
+const APPLY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Connections per instance.
 const POOL_SIZE: usize = 16;
 /// Cached cell answers kept at most (cells), then dropped.
@@ -72,6 +87,8 @@ pub struct PostgresStore {
     batches: mpsc::UnboundedSender<(Vec<NewResult>, Reply<Vec<InsertOutcome>>)>,
     cache: Mutex<HashMap<CellQuery, CachedCells>>,
     cached_cells: Mutex<usize>,
+    /// Dropped with the store: ends the background applier.
+    _applier: tokio_util::sync::DropGuard,
 }
 
 /// SQLSTATEs after which the same transaction may simply be run again.
@@ -139,7 +156,10 @@ impl PostgresStore {
         migrate(&pool).await?;
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(batcher(pool.clone(), receiver, options));
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(background_applier(pool.clone(), stop.clone()));
         Ok(PostgresStore {
+            _applier: stop.drop_guard(),
             pool,
             options,
             batches: sender,
@@ -609,18 +629,11 @@ async fn insert_batch(
     }
     // 5. The rows.
     insert_rows(tx, results, &created, &counted).await?;
-    // 6. Rollup cells and month versions.
-    let mut deltas: HashMap<CellKey, Cell> = HashMap::new();
+    // 6. The counted ones' contributions, for the rollup applier.
     for &i in &created {
-        if counted[i] {
-            let contribution = results[i].contribution();
-            for key in contribution.keys() {
-                deltas.entry(key).or_default().add(&contribution);
-            }
-        }
         outcomes[i] = Some(InsertOutcome::Created(results[i].stored(counted[i])));
     }
-    merge_cells(tx, deltas).await?;
+    enqueue(tx, results, &created, &counted).await?;
     // Repeats within the batch: a retry of their first, or a conflict.
     for (i, r) in results.iter().enumerate() {
         if outcomes[i].is_some() {
@@ -802,6 +815,152 @@ impl KeyArrays {
             a.ip_version.push(i16::from(k.ip_version));
         }
         a
+    }
+}
+
+/// Appends the counted results' contributions to the rollup queue.
+async fn enqueue(
+    tx: &Transaction<'_>,
+    results: &[&NewResult],
+    created: &[usize],
+    counted: &[bool],
+) -> Result<(), StoreError> {
+    let rs: Vec<&NewResult> = created
+        .iter()
+        .filter(|&&i| counted[i])
+        .map(|&i| results[i])
+        .collect();
+    if rs.is_empty() {
+        return Ok(());
+    }
+    let day: Vec<i32> = rs.iter().map(|r| r.day).collect();
+    let province: Vec<Option<&str>> = rs.iter().map(|r| r.province_code.as_deref()).collect();
+    let ward: Vec<Option<&str>> = rs.iter().map(|r| r.ward_code.as_deref()).collect();
+    let isp: Vec<&str> = rs.iter().map(|r| r.isp.as_str()).collect();
+    let access: Vec<&str> = rs.iter().map(|r| r.access.kind().as_str()).collect();
+    let ip_version: Vec<i16> = rs.iter().map(|r| i16::from(r.ip_version)).collect();
+    let device: Vec<&[u8]> = rs.iter().map(|r| &r.device_hash[..]).collect();
+    let download: Vec<Option<f64>> = rs.iter().map(|r| r.metrics.download_mbps).collect();
+    let upload: Vec<Option<f64>> = rs.iter().map(|r| r.metrics.upload_mbps).collect();
+    let latency: Vec<Option<f64>> = rs.iter().map(|r| r.metrics.latency_ms).collect();
+    tx.execute(
+        "INSERT INTO rollup_queue (day, province_code, ward_code, isp, access_kind, ip_version,
+                                   device_hash, download_mbps, upload_mbps, latency_ms)
+         SELECT * FROM UNNEST($1::int[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::smallint[], $7::bytea[], $8::float8[], $9::float8[],
+                              $10::float8[])",
+        &[
+            &day,
+            &province,
+            &ward,
+            &isp,
+            &access,
+            &ip_version,
+            &device,
+            &download,
+            &upload,
+            &latency,
+        ],
+    )
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Whether anything waits in the rollup queue (committed before this call).
+async fn queue_pending(pool: &Pool) -> Result<bool, StoreError> {
+    let client = get_client(pool).await?;
+    Ok(client
+        .query_one("SELECT EXISTS (SELECT 1 FROM rollup_queue)", &[])
+        .await
+        .map_err(db_error)?
+        .get(0))
+}
+
+/// Merges the queue into the cells until it is empty (as of each step),
+/// one applier at a time. With `wait` it waits for a running applier, so
+/// that on return everything queued before the call is in the cells;
+/// without, it leaves the work to that applier. Returns the rows merged.
+async fn apply_queue(pool: &Pool, wait: bool) -> Result<u64, StoreError> {
+    let mut merged = 0u64;
+    loop {
+        let mut client = get_client(pool).await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        if wait {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ROLLUP_LOCK])
+                .await
+                .map_err(db_error)?;
+        } else {
+            let locked: bool = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&ROLLUP_LOCK])
+                .await
+                .map_err(db_error)?
+                .get(0);
+            if !locked {
+                return Ok(merged);
+            }
+        }
+        let rows = tx
+            .query(
+                "DELETE FROM rollup_queue WHERE id IN
+                     (SELECT id FROM rollup_queue ORDER BY id LIMIT $1)
+                 RETURNING day, province_code, ward_code, isp, access_kind, ip_version,
+                           device_hash, download_mbps, upload_mbps, latency_ms",
+                &[&APPLY_BATCH],
+            )
+            .await
+            .map_err(db_error)?;
+        if rows.is_empty() {
+            return Ok(merged);
+        }
+        let mut deltas: HashMap<CellKey, Cell> = HashMap::new();
+        for row in &rows {
+            let (province, ward, isp, access): (Option<String>, Option<String>, String, String) =
+                (row.get(1), row.get(2), row.get(3), row.get(4));
+            let device: Vec<u8> = row.get(6);
+            let contribution = Contribution {
+                day: row.get(0),
+                province_code: province.as_deref(),
+                ward_code: ward.as_deref(),
+                isp: &isp,
+                access: parse_access_kind(&access)?,
+                ip_version: row.get::<_, i16>(5) as u8,
+                device_hash: u64::from_le_bytes(
+                    device
+                        .get(..8)
+                        .and_then(|d| d.try_into().ok())
+                        .ok_or_else(|| corrupt("short device hash"))?,
+                ),
+                download_mbps: row.get(7),
+                upload_mbps: row.get(8),
+                latency_ms: row.get(9),
+            };
+            for key in contribution.keys() {
+                deltas.entry(key).or_default().add(&contribution);
+            }
+        }
+        merge_cells(&tx, deltas).await?;
+        tx.commit().await.map_err(db_error)?;
+        merged += rows.len() as u64;
+    }
+}
+
+/// Keeps the queue short so that readers rarely have work to do.
+async fn background_applier(pool: Pool, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(APPLY_INTERVAL) => {}
+        }
+        match queue_pending(&pool).await {
+            Ok(true) => {
+                if let Err(error) = apply_queue(&pool, false).await {
+                    tracing::warn!(%error, "rollup queue not applied; will retry");
+                }
+            }
+            Ok(false) => {}
+            Err(error) => tracing::debug!(%error, "rollup queue not reachable"),
+        }
     }
 }
 
@@ -1102,6 +1261,10 @@ impl Store for PostgresStore {
         };
         months.sort_unstable();
         months.dedup();
+        // Everything acknowledged before this read is in the answer.
+        if queue_pending(&self.pool).await? {
+            apply_queue(&self.pool, true).await?;
+        }
         let versions = self.month_versions(&months).await?;
         if let Some((at, cells)) = self.cache.lock().expect("cache lock").get(&query) {
             if *at == versions {
@@ -1160,7 +1323,11 @@ impl Store for PostgresStore {
         let cap = i32::try_from(self.options.heavy_tester_cap).unwrap_or(i32::MAX);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        tx.batch_execute("LOCK TABLE results, cells, device_day IN EXCLUSIVE MODE; DELETE FROM cells; DELETE FROM device_day;")
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ROLLUP_LOCK])
+            .await
+            .map_err(db_error)?;
+        // The queued contributions are in `results` too: recomputed below.
+        tx.batch_execute("LOCK TABLE results, cells, device_day, rollup_queue IN EXCLUSIVE MODE; DELETE FROM cells; DELETE FROM device_day; DELETE FROM rollup_queue;")
             .await
             .map_err(db_error)?;
         // Streamed: the raw rows may not fit in memory.
