@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// postgres://user@host:port/db[?schema=NAME].
     #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// A read replica of the PostgreSQL store for statistics reads
+    /// (answers then trail the primary by about a second).
+    #[arg(long, value_name = "URL", requires = "store")]
+    store_replica: Option<String>,
     /// TOML configuration file (see README).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -84,7 +88,10 @@ fn collector_config(
 }
 
 pub fn serve(args: ServeArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let file = read_file(args.config.as_deref())?;
+    let mut file = read_file(args.config.as_deref())?;
+    if let Some(replica) = args.store_replica {
+        file.collector.store_replica = Some(replica);
+    }
     let collector = collector_config(&file, args.data, args.store)?;
     let listen = if !args.listen.is_empty() {
         args.listen

@@ -45,6 +45,10 @@ pub struct RawConfig {
     /// Where results live: `sqlite:DIR` (default: the data directory) or
     /// `postgres://user@host:port/db[?schema=NAME]`.
     pub store: Option<String>,
+    /// A PostgreSQL read replica (streaming standby) of `store` that
+    /// answers statistics reads: `postgres://user@replica/db` (the schema is
+    /// the store's). Writes and everything else go to `store`.
+    pub store_replica: Option<String>,
     pub receipt_max_age_s: Option<u64>,
     pub heavy_tester_cap: Option<u32>,
     pub province_min_samples: Option<u64>,
@@ -169,6 +173,8 @@ pub enum ConfigError {
 pub struct CollectorConfig {
     pub data: PathBuf,
     pub store: StoreLocation,
+    /// See [`RawConfig::store_replica`]; only with a PostgreSQL store.
+    pub store_replica: Option<String>,
     pub receipt_max_age: Duration,
     pub heavy_tester_cap: u32,
     pub thresholds: Thresholds,
@@ -268,8 +274,24 @@ impl RawConfig {
             Some(text) => StoreLocation::parse(text)?,
             None => StoreLocation::Sqlite(data.clone()),
         };
+        let store_replica = match (&self.store_replica, &store) {
+            (None, _) => None,
+            (Some(text), StoreLocation::Postgres { .. }) => match StoreLocation::parse(text)? {
+                StoreLocation::Postgres { url, schema: None } => Some(url),
+                _ => {
+                    return Err(invalid(
+                        "store_replica",
+                        "a postgres:// URL without a schema (the store's is used)",
+                    ))
+                }
+            },
+            (Some(_), StoreLocation::Sqlite(_)) => {
+                return Err(invalid("store_replica", "needs a PostgreSQL store"))
+            }
+        };
         Ok(CollectorConfig {
             store,
+            store_replica,
             quotas,
             session_ttl: Duration::from_secs(match self.session_ttl_s {
                 Some(0) => return Err(invalid("session_ttl_s", "must be at least 1")),

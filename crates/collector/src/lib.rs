@@ -77,7 +77,10 @@ pub async fn open_store(config: &CollectorConfig) -> Result<Arc<dyn Store>, Coll
                 heavy_tester_cap: config.heavy_tester_cap,
                 max_batch: config.max_batch,
             };
-            let store = PostgresStore::open(url, schema.as_deref(), options).await?;
+            let mut store = PostgresStore::open(url, schema.as_deref(), options).await?;
+            if let Some(replica) = &config.store_replica {
+                store = store.with_read_replica(replica).await?;
+            }
             Ok(Arc::new(store))
         }
     }

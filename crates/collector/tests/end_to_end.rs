@@ -141,3 +141,55 @@ async fn a_test_through_the_collector_shows_in_the_ward_statistics_on(backend: &
     assert_eq!(status, 200);
     collector.stop().await;
 }
+
+/// A collector reading statistics from a replica (here the primary itself,
+/// through a second pool; CI has no standby) answers from the replica
+/// without applying the rollup queue, and catches up within the
+/// background applier's interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_from_a_read_replica_trail_by_at_most_the_applier_interval() {
+    let Some(common::Backend::Postgres(base)) = common::backends().pop() else {
+        return;
+    };
+    let dir = TestStore::new("replica", &common::Backend::Postgres(base.clone()));
+    let seed = 41;
+    let raw = RawConfig {
+        test_points: vec![common::synthetic_test_point(seed)],
+        store_replica: Some(base),
+        ..Default::default()
+    };
+    let collector = start_on(&dir, raw, false).await;
+    let generator = common::generator(seed, 200);
+    // Receipts dated now: the results fall in this month.
+    let month = ispeed_collector::period::Month::of_unix_ms(ispeed_client::submit::now_ms());
+    let mut accepted = 0;
+    for i in 0..200 {
+        let sample = generator.sample(i, Some(ispeed_client::submit::now_ms()));
+        let (status, body) = common::post_json(&collector.url, &sample).await;
+        assert_eq!(status, 201, "{body}");
+        accepted += u64::from(body["counted"] == true);
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let nation = get_json(
+            &collector.url,
+            &format!("/api/v1/stats?level=nation&period={month}"),
+        )
+        .await;
+        let n = nation["rows"][0]["n"].as_u64().unwrap();
+        if n == accepted {
+            break;
+        }
+        assert!(n < accepted, "never more than was counted");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the replica's statistics are stuck at {n} of {accepted}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "replica caught up with {accepted} results in {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    collector.stop().await;
+}

@@ -83,6 +83,11 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Statistics reads go here when set: a streaming replica of `pool`'s
+    /// database. It cannot apply the rollup queue, so its answers trail
+    /// the primary by the applier interval plus the replication lag.
+    read_pool: Option<Pool>,
+    schema: Option<String>,
     options: PostgresOptions,
     batches: mpsc::UnboundedSender<(Vec<NewResult>, Reply<Vec<InsertOutcome>>)>,
     cache: Mutex<HashMap<CellQuery, CachedCells>>,
@@ -142,17 +147,7 @@ impl PostgresStore {
                     .await;
             }
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
-            .map_err(|e| StoreError::Open(e.to_string()))?;
+        let pool = build_pool(config)?;
         migrate(&pool).await?;
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(batcher(pool.clone(), receiver, options));
@@ -160,6 +155,8 @@ impl PostgresStore {
         tokio::spawn(background_applier(pool.clone(), stop.clone()));
         Ok(PostgresStore {
             _applier: stop.drop_guard(),
+            read_pool: None,
+            schema: schema.map(str::to_owned),
             pool,
             options,
             batches: sender,
@@ -172,6 +169,39 @@ impl PostgresStore {
         get_client(&self.pool).await
     }
 
+    /// Sends statistics reads (cells and their month versions) to a read
+    /// replica of this database. Checks that it holds this store's schema
+    /// at this program's version.
+    pub async fn with_read_replica(mut self, url: &str) -> Result<PostgresStore, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Open(format!("replica {e}")))?;
+        if let Some(schema) = &self.schema {
+            config.options(format!("-c search_path={schema}"));
+        }
+        let pool = build_pool(config)?;
+        let client = get_client(&pool).await?;
+        let version = client
+            .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+            .await
+            .map_err(|e| StoreError::Open(format!("replica: {}", db_error(e))))?
+            .map(|r| String::from_utf8_lossy(&r.get::<_, Vec<u8>>(0)).into_owned());
+        if version.as_deref() != Some(MIGRATIONS.len().to_string().as_str()) {
+            return Err(StoreError::Open(format!(
+                "the replica's schema is at version {version:?}, not {} (is it a replica of this database?)",
+                MIGRATIONS.len()
+            )));
+        }
+        drop(client);
+        self.read_pool = Some(pool);
+        Ok(self)
+    }
+
+    /// Where statistics are read.
+    fn reads(&self) -> &Pool {
+        self.read_pool.as_ref().unwrap_or(&self.pool)
+    }
+
     /// A pooled connection, for bulk work outside the [`Store`] trait
     /// (`ispeed migrate`, benchmarks' reference queries).
     pub async fn raw_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -179,7 +209,7 @@ impl PostgresStore {
     }
 
     async fn read_cells(&self, query: &CellQuery) -> Result<Vec<(CellKey, Cell)>, StoreError> {
-        let client = self.client().await?;
+        let client = get_client(self.reads()).await?;
         let mut sql = String::from(
             "SELECT period, parent, code, isp, access, ip_version, n, download, upload, latency, devices
              FROM cells WHERE grain = $1 AND period = ANY($2) AND level = $3",
@@ -231,7 +261,7 @@ impl PostgresStore {
     }
 
     async fn month_versions(&self, months: &[i32]) -> Result<Vec<(i32, i64)>, StoreError> {
-        let client = self.client().await?;
+        let client = get_client(self.reads()).await?;
         let rows = client
             .query(
                 "SELECT month, version FROM month_versions WHERE month = ANY($1) ORDER BY month",
@@ -241,6 +271,20 @@ impl PostgresStore {
             .map_err(db_error)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
+}
+
+fn build_pool(config: tokio_postgres::Config) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .build()
+        .map_err(|e| StoreError::Open(e.to_string()))
 }
 
 async fn get_client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
@@ -1261,8 +1305,9 @@ impl Store for PostgresStore {
         };
         months.sort_unstable();
         months.dedup();
-        // Everything acknowledged before this read is in the answer.
-        if queue_pending(&self.pool).await? {
+        // Everything acknowledged before this read is in the answer (on the
+        // primary; a replica cannot write, and trails by design).
+        if self.read_pool.is_none() && queue_pending(&self.pool).await? {
             apply_queue(&self.pool, true).await?;
         }
         let versions = self.month_versions(&months).await?;
