@@ -229,3 +229,157 @@ fn two_instances_store_each_result_once_and_agree_with_a_single_instance() {
         from_single.len()
     );
 }
+
+/// GETs `path` with the admin bearer token (or POSTs with an empty body).
+fn admin_call(url: &str, method: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let bearer = format!("Bearer {token}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, body) = runtime
+        .block_on(common::request(
+            url,
+            method,
+            path,
+            &[("authorization", &bearer)],
+            Vec::new(),
+        ))
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Retries `check` for up to 10 s (the instances sync every 2 s).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A test point heartbeats to one instance only; an approval made on the
+/// other, the liveness it heard, and a later revocation reach every
+/// instance: locate on the second offers it, the first accepts its
+/// receipts, and after the revocation neither does.
+#[test]
+fn registrations_approvals_and_liveness_reach_every_instance() {
+    let Some(shared) = PgSchema::new("registry") else {
+        return;
+    };
+    let dir = Dir::new("instances-registry");
+    let config = dir.path().join("collector.toml");
+    std::fs::write(&config, "").unwrap();
+    let (a, a_url) = serve(&config, &dir.path().join("a"), &shared.url);
+    // The second instance gets the first one's admin token and token key,
+    // as docs/scaling.md asks of a deployment.
+    let token_file = dir.path().join("a/admin-token");
+    eventually("the first instance wrote its keys", || {
+        token_file.exists() && dir.path().join("a/collector.key").exists()
+    });
+    std::fs::create_dir_all(dir.path().join("b")).unwrap();
+    for file in ["admin-token", "collector.key"] {
+        std::fs::copy(
+            dir.path().join("a").join(file),
+            dir.path().join("b").join(file),
+        )
+        .unwrap();
+    }
+    let (b, b_url) = serve(&config, &dir.path().join("b"), &shared.url);
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // A test point that knows only the first instance.
+    let tp_port = free_port();
+    let tp_config = dir.path().join("tp.toml");
+    std::fs::write(
+        &tp_config,
+        format!(
+            "test_point_id = \"hn-1\"\nlisten = [\"127.0.0.1:{tp_port}\"]\nkey_file = \"{}\"\n\
+             collector = \"{a_url}\"\naccess = \"open\"\nclass = \"vnix\"\noperator = \"VNIX\"\n\
+             province_code = \"01\"\nlat = 21.03\nlon = 105.85\nheartbeat_interval_s = 0.5\n",
+            dir.path().join("tp.key").display()
+        ),
+    )
+    .unwrap();
+    let _tp = spawn(
+        &["server", "--config", tp_config.to_str().unwrap()],
+        tp_port,
+    );
+    let listed = |url: &str| {
+        let (status, body) = admin_call(url, "GET", "/api/v1/admin/test-points", &token);
+        assert_eq!(status, 200, "{body}");
+        body["test_points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|tp| tp["id"] == "hn-1")
+            .cloned()
+    };
+    eventually(
+        "the second instance knows the pending test point, alive",
+        || listed(&b_url).is_some_and(|tp| tp["status"] == "pending" && tp["alive"] == true),
+    );
+
+    // Approved on the second instance, which never heard a heartbeat.
+    let (status, body) = admin_call(
+        &b_url,
+        "POST",
+        "/api/v1/admin/test-points/hn-1/approve",
+        &token,
+    );
+    assert_eq!(status, 200, "{body}");
+    eventually("locate on the second instance offers it", || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (status, body) = runtime
+            .block_on(common::request(
+                &b_url,
+                "GET",
+                "/api/v1/locate",
+                &[],
+                Vec::new(),
+            ))
+            .unwrap();
+        status == 200 && String::from_utf8_lossy(&body).contains("hn-1")
+    });
+    // … and the first instance, which heard the heartbeats but not the
+    // approval, accepts the test point's receipts.
+    let home = dir.path().join("home");
+    let run_test = |collector: &str| {
+        std::process::Command::new(common::BIN)
+            .args(["test", "--server", &format!("http://127.0.0.1:{tp_port}")])
+            .args(["--collector", collector, "--json", "--max-seconds", "1"])
+            .args(["--location", "21.0288,105.8522", "--access", "fixed"])
+            .env("ISPEED_CONFIG_DIR", &home)
+            .output()
+            .unwrap()
+    };
+    eventually("the first instance trusts the approved key", || {
+        let out = run_test(&a_url);
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        out.status.success() && result["submitted"] == true
+    });
+
+    // Revoked on the first instance: the second refuses its receipts.
+    let (status, body) = admin_call(
+        &a_url,
+        "POST",
+        "/api/v1/admin/test-points/hn-1/revoke",
+        &token,
+    );
+    assert_eq!(status, 200, "{body}");
+    eventually("the second instance refuses the revoked key", || {
+        listed(&b_url).is_some_and(|tp| tp["status"] == "revoked")
+    });
+    let out = run_test(&b_url);
+    assert_eq!(out.status.code(), Some(5), "rejected for good: {out:?}");
+    drop((a, b));
+}

@@ -104,11 +104,13 @@ pub async fn run(
     let state = CollectorState::open(config.collector.clone(), store).await?;
     let bound = local_addrs(&listeners)?;
     let archiver = tokio::spawn(archive_reports(state.clone(), shutdown.clone()));
+    let syncer = tokio::spawn(sync_registry(state.clone(), shutdown.clone()));
     tracing::info!(addresses = ?bound, store = %config.collector.store.describe(), "collector listening");
     let Some(tp_config) = config.test_point else {
         serve_plain(listeners, app(state), shutdown).await;
         // The store is released only when every holder of the state is gone.
         let _ = archiver.await;
+        let _ = syncer.await;
         return Ok(());
     };
     let grace = tp_config.shutdown_grace;
@@ -163,8 +165,30 @@ pub async fn run(
         }
     }
     let _ = archiver.await;
+    let _ = syncer.await;
     let _ = liveness.await;
     Ok(())
+}
+
+/// How often an instance on a shared store reads back the other instances'
+/// registrations and heartbeats.
+const REGISTRY_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// On a store several instances share: follow their test-point records
+/// and liveness (a heartbeat or an approval reaches only one of them).
+async fn sync_registry(state: CollectorState, shutdown: CancellationToken) {
+    if !state.store.shared() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REGISTRY_SYNC_INTERVAL) => {}
+        }
+        if let Err(error) = state.sync_from_store(api::now_ms()).await {
+            tracing::warn!(%error, "registry not synchronised from the store; will retry");
+        }
+    }
 }
 
 /// Keeps the local test point alive in the registry with its current load,

@@ -17,7 +17,7 @@ use ispeed_proto::ErrorCode;
 use crate::store::{TestPointDetails, TestPointRecord};
 
 /// What the collector last heard from a test point.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Liveness {
     pub received_at_ms: u64,
     /// The heartbeat's own time: each must be later than the last.
@@ -109,6 +109,17 @@ impl Registry {
     /// Records that `id` is alive with this load.
     pub fn mark_alive(&self, id: &str, liveness: Liveness) {
         lock(&self.live).insert(id.to_owned(), liveness);
+    }
+
+    /// Takes what another instance heard, unless this one heard later.
+    pub fn merge_liveness(&self, id: &str, liveness: Liveness) {
+        let mut live = lock(&self.live);
+        match live.get(id) {
+            Some(known) if known.received_at_ms >= liveness.received_at_ms => {}
+            _ => {
+                live.insert(id.to_owned(), liveness);
+            }
+        }
     }
 
     /// Decides what a heartbeat (already verified as signed by the key it

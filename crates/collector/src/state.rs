@@ -8,7 +8,8 @@ use ispeed_enrich::{IspResolver, MmdbTable, Units, WardIndex};
 use ispeed_proto::receipt::encode_public_key;
 use ispeed_proto::registry::{
     AccessClaims, AdminTestPoint, Candidate, Capacity, Heartbeat, HeartbeatAck, Load, LocateClient,
-    Located, RegistrationStatus, TestPointClass, HEARTBEAT_INTERVAL_S, LOCATE_MAX_CANDIDATES,
+    Located, RegistrationStatus, TestPointClass, HEARTBEAT_INTERVAL_S, LIVENESS_TIMEOUT_S,
+    LOCATE_MAX_CANDIDATES,
 };
 use ispeed_proto::results::{StoredResult, SubmitResult};
 use ispeed_proto::{ErrorCode, SigningKey};
@@ -246,6 +247,49 @@ impl CollectorState {
         Ok(())
     }
 
+    /// Reads back what other instances sharing the store have written:
+    /// test point records (registrations, approvals, revocations: the keys
+    /// this instance trusts follow) and liveness. A no-op on a store that
+    /// only this instance writes.
+    pub async fn sync_from_store(&self, now_ms: u64) -> Result<(), StoreError> {
+        if !self.store.shared() {
+            return Ok(());
+        }
+        let stored = self.store.test_points().await?;
+        {
+            let _guard = self.registration.lock().await;
+            let changed: Vec<TestPointRecord> = stored
+                .into_iter()
+                .filter(|r| self.registry.record(&r.id).as_ref() != Some(r))
+                .collect();
+            if !changed.is_empty() {
+                for record in changed {
+                    if record.status == RegistrationStatus::Revoked {
+                        self.registry.forget_liveness(&record.id);
+                    }
+                    self.registry.put(record);
+                }
+                let max_age_ms = self.config.receipt_max_age.as_millis() as u64;
+                let verifier = Verifier::new(&self.registry.records(), max_age_ms);
+                *self.verifier.write().expect("verifier lock") = Arc::new(verifier);
+            }
+        }
+        let since = now_ms.saturating_sub(LIVENESS_TIMEOUT_S * 1000);
+        for (id, _, json) in self.store.recent_liveness(since).await? {
+            let Some(record) = self.registry.record(&id) else {
+                continue;
+            };
+            if record.status == RegistrationStatus::Revoked {
+                continue;
+            }
+            match serde_json::from_str::<Liveness>(&json) {
+                Ok(liveness) => self.registry.merge_liveness(&id, liveness),
+                Err(error) => tracing::warn!(%id, %error, "unreadable shared liveness"),
+            }
+        }
+        Ok(())
+    }
+
     /// Approves (or updates) a test point and starts trusting its key.
     pub async fn register_test_point(&self, record: TestPointRecord) -> Result<(), StoreError> {
         let _guard = self.registration.lock().await;
@@ -321,15 +365,22 @@ impl CollectorState {
             Change::Update(record) => self.write_record(record).await?,
             Change::Unchanged => {}
         }
-        self.registry.mark_alive(
-            &heartbeat.test_point_id,
-            Liveness {
-                received_at_ms: now_ms,
-                sent_at_ms: heartbeat.sent_at_ms,
-                load: heartbeat.load,
-                capacity: heartbeat.capacity,
-            },
-        );
+        let liveness = Liveness {
+            received_at_ms: now_ms,
+            sent_at_ms: heartbeat.sent_at_ms,
+            load: heartbeat.load,
+            capacity: heartbeat.capacity,
+        };
+        self.registry.mark_alive(&heartbeat.test_point_id, liveness);
+        if self.store.shared() {
+            self.store
+                .save_liveness(
+                    &heartbeat.test_point_id,
+                    now_ms,
+                    serde_json::to_string(&liveness).expect("plain data"),
+                )
+                .await?;
+        }
         let status = self
             .registry
             .record(&heartbeat.test_point_id)

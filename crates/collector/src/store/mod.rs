@@ -419,6 +419,30 @@ pub trait Store: Send + Sync + 'static {
     async fn add_unit_version(&self, version: StoredUnitVersion) -> Result<bool, StoreError>;
     /// The latest entries, newest first.
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
+    // ---- several instances on one store (docs/scaling.md) ----
+    /// Whether other collector instances may write to this store at the
+    /// same time (their registrations and heartbeats must then be read
+    /// back from it).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Keeps a test point's latest liveness (JSON) for the other instances.
+    async fn save_liveness(
+        &self,
+        _id: &str,
+        _received_at_ms: u64,
+        _liveness: String,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Liveness received at or after `since_ms`, as (id, received, JSON).
+    async fn recent_liveness(
+        &self,
+        _since_ms: u64,
+    ) -> Result<Vec<(String, u64, String)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 // ---- helpers shared by the stores ------------------------------------------

@@ -51,6 +51,7 @@ use crate::rollup::{level_to_i64, Cell, CellKey, Contribution, Grain, ALL_ACCESS
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_initial.sql"),
     include_str!("../../migrations/postgres/0002_rollup_queue.sql"),
+    include_str!("../../migrations/postgres/0003_liveness.sql"),
 ];
 /// Advisory lock ids (arbitrary, stable).
 const MIGRATION_LOCK: i64 = 0x6973_7065_6564_0001;
@@ -1939,6 +1940,49 @@ impl Store for PostgresStore {
                 wards_geojson_gz: r.get(5),
                 sha256: r.get(6),
             })
+            .collect())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn save_liveness(
+        &self,
+        id: &str,
+        received_at_ms: u64,
+        liveness: String,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO test_point_liveness (id, received_at_ms, liveness) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET received_at_ms = excluded.received_at_ms,
+                     liveness = excluded.liveness
+                 WHERE test_point_liveness.received_at_ms < excluded.received_at_ms",
+                &[&id, &(received_at_ms as i64), &liveness],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn recent_liveness(
+        &self,
+        since_ms: u64,
+    ) -> Result<Vec<(String, u64, String)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, received_at_ms, liveness FROM test_point_liveness
+                 WHERE received_at_ms >= $1",
+                &[&(since_ms as i64)],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64, r.get(2)))
             .collect())
     }
 
