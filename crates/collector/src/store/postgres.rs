@@ -53,11 +53,16 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_rollup_queue.sql"),
     include_str!("../../migrations/postgres/0003_liveness.sql"),
 ];
-/// Advisory lock ids (arbitrary, stable).
-const MIGRATION_LOCK: i64 = 0x6973_7065_6564_0001;
-const PARTITION_LOCK: i64 = 0x6973_7065_6564_0002;
+/// Advisory lock classes (arbitrary, stable). Advisory locks belong to the
+/// whole database, so each is taken together with a hash of the schema:
+/// deployments (or test runs) in other schemas never wait for this one.
+const MIGRATION_LOCK: i32 = 0x6973_0001;
+const PARTITION_LOCK: i32 = 0x6973_0002;
 /// Held by whoever merges the rollup queue into the cells.
-const ROLLUP_LOCK: i64 = 0x6973_7065_6564_0003;
+const ROLLUP_LOCK: i32 = 0x6973_0003;
+const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))";
+const TRY_LOCK_SQL: &str =
+    "SELECT pg_try_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))";
 /// Queue rows merged per applier transaction at most.
 const APPLY_BATCH: i64 = 50_000;
 /// How often each instance's background applier looks at the queue.
@@ -298,7 +303,7 @@ async fn get_client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let mut client = get_client(pool).await?;
     let tx = client.transaction().await.map_err(db_error)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+    tx.execute(LOCK_SQL, &[&MIGRATION_LOCK])
         .await
         .map_err(db_error)?;
     let exists: bool = tx
@@ -418,7 +423,7 @@ async fn ensure_partitions(
     }
     let mut client = get_client(pool).await?;
     let tx = client.transaction().await.map_err(db_error)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+    tx.execute(LOCK_SQL, &[&PARTITION_LOCK])
         .await
         .map_err(db_error)?;
     for month in &missing {
@@ -932,12 +937,12 @@ async fn apply_queue(pool: &Pool, wait: bool) -> Result<u64, StoreError> {
         let mut client = get_client(pool).await?;
         let tx = client.transaction().await.map_err(db_error)?;
         if wait {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ROLLUP_LOCK])
+            tx.execute(LOCK_SQL, &[&ROLLUP_LOCK])
                 .await
                 .map_err(db_error)?;
         } else {
             let locked: bool = tx
-                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&ROLLUP_LOCK])
+                .query_one(TRY_LOCK_SQL, &[&ROLLUP_LOCK])
                 .await
                 .map_err(db_error)?
                 .get(0);
@@ -1369,7 +1374,7 @@ impl Store for PostgresStore {
         let cap = i32::try_from(self.options.heavy_tester_cap).unwrap_or(i32::MAX);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ROLLUP_LOCK])
+        tx.execute(LOCK_SQL, &[&ROLLUP_LOCK])
             .await
             .map_err(db_error)?;
         // The queued contributions are in `results` too: recomputed below.
