@@ -609,5 +609,6 @@ pub async fn generate_into_store(
         }
         progress(done);
     }
+    store.after_bulk_load().await?;
     Ok(report)
 }

@@ -193,3 +193,51 @@ async fn statistics_from_a_read_replica_trail_by_at_most_the_applier_interval() 
     );
     collector.stop().await;
 }
+
+/// Every statistics read on the primary first looks into the rollup queue,
+/// and a scan reads dead rows too; so the applier vacuums the queue rows it
+/// deleted rather than leaving them to autovacuum (which may be slow, or
+/// off, as on this project's machines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollup_queue_is_vacuumed_after_it_is_applied() {
+    let Some(common::Backend::Postgres(base)) = common::backends().pop() else {
+        return;
+    };
+    let dir = TestStore::new("queue_vacuum", &common::Backend::Postgres(base));
+    let seed = 43;
+    let raw = RawConfig {
+        test_points: vec![common::synthetic_test_point(seed)],
+        ..Default::default()
+    };
+    let collector = start_on(&dir, raw, false).await;
+    let generator = common::generator(seed, 300);
+    for i in 0..300 {
+        let sample = generator.sample(i, Some(ispeed_client::submit::now_ms()));
+        let (status, body) = common::post_json(&collector.url, &sample).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let month = ispeed_collector::period::Month::of_unix_ms(ispeed_client::submit::now_ms());
+    get_json(
+        &collector.url,
+        &format!("/api/v1/stats?level=nation&period={month}"),
+    )
+    .await;
+    let size = || async {
+        dir.query("SELECT pg_relation_size('rollup_queue')").await[0][0]
+            .as_i64()
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    while size().await > 0 {
+        assert!(
+            // Generous: a long transaction elsewhere in the database (a
+            // bulk load in another schema) holds the rows back meanwhile.
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the applied queue still takes {} bytes after 20 s",
+            size().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(dir.count("rollup_queue").await, 0);
+    collector.stop().await;
+}

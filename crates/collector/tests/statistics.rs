@@ -134,6 +134,21 @@ async fn rollup_statistics_match_exact_computations_and_survive_a_rebuild_on(
         assert_eq!(report.created, 40_000);
         assert!(report.implausible > 100, "{report:?}");
     }
+    if let common::Backend::Postgres(_) = backend {
+        // A bulk write ends as an operator's bulk load would, with planner
+        // statistics gathered (reltuples is -1 until then) and a vacuum.
+        let analyzed = dir
+            .query(
+                "SELECT relname, reltuples::float8 FROM pg_class
+                 WHERE relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+                   AND relname IN ('results_2026_10', 'result_ids', 'cells', 'device_day')",
+            )
+            .await;
+        assert_eq!(analyzed.len(), 4);
+        for row in &analyzed {
+            assert!(row[1].as_f64().unwrap() > 0.0, "not analyzed: {row:?}");
+        }
+    }
     let store = dir.open().await;
     let values = store
         .counted_values(month.first_day(), Month(month.0 + 1).first_day() - 1)

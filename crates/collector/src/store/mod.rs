@@ -420,6 +420,13 @@ pub trait Store: Send + Sync + 'static {
     /// The latest entries, newest first.
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// Brings the store's planner statistics and free space up to date
+    /// after a bulk write (generation, migration, a rollup rebuild), as an
+    /// operator would after a bulk load; a no-op where the engine needs none.
+    async fn after_bulk_load(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     // ---- several instances on one store (docs/scaling.md) ----
     /// Whether other collector instances may write to this store at the
     /// same time (their registrations and heartbeats must then be read

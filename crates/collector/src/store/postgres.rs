@@ -22,7 +22,9 @@
 //! of the months they read are unchanged.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -65,8 +67,10 @@ const TRY_LOCK_SQL: &str =
     "SELECT pg_try_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))";
 /// Queue rows merged per applier transaction at most.
 const APPLY_BATCH: i64 = 50_000;
+/// How often, at most, an instance vacuums the queue rows it deleted.
+const QUEUE_VACUUM_INTERVAL: Duration = Duration::from_secs(1);
 /// How often each instance's background applier looks at the queue.
-const APPLY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+const APPLY_INTERVAL: Duration = Duration::from_millis(250);
 /// Connections per instance.
 const POOL_SIZE: usize = 16;
 /// Cached cell answers kept at most (cells), then dropped.
@@ -98,6 +102,9 @@ pub struct PostgresStore {
     batches: mpsc::UnboundedSender<(Vec<NewResult>, Reply<Vec<InsertOutcome>>)>,
     cache: Mutex<HashMap<CellQuery, CachedCells>>,
     cached_cells: Mutex<usize>,
+    /// Queue rows this instance deleted since its applier last vacuumed
+    /// the queue.
+    dequeued: Arc<AtomicU64>,
     /// Dropped with the store: ends the background applier.
     _applier: tokio_util::sync::DropGuard,
 }
@@ -158,8 +165,14 @@ impl PostgresStore {
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(batcher(pool.clone(), receiver, options));
         let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(background_applier(pool.clone(), stop.clone()));
+        let dequeued = Arc::new(AtomicU64::new(0));
+        tokio::spawn(background_applier(
+            pool.clone(),
+            dequeued.clone(),
+            stop.clone(),
+        ));
         Ok(PostgresStore {
+            dequeued,
             _applier: stop.drop_guard(),
             read_pool: None,
             schema: schema.map(str::to_owned),
@@ -918,6 +931,8 @@ async fn enqueue(
 }
 
 /// Whether anything waits in the rollup queue (committed before this call).
+/// A scan of the queue reads its dead rows too: the applier vacuums the
+/// queue (below) so that this stays cheap without relying on autovacuum.
 async fn queue_pending(pool: &Pool) -> Result<bool, StoreError> {
     let client = get_client(pool).await?;
     Ok(client
@@ -930,8 +945,9 @@ async fn queue_pending(pool: &Pool) -> Result<bool, StoreError> {
 /// Merges the queue into the cells until it is empty (as of each step),
 /// one applier at a time. With `wait` it waits for a running applier, so
 /// that on return everything queued before the call is in the cells;
-/// without, it leaves the work to that applier. Returns the rows merged.
-async fn apply_queue(pool: &Pool, wait: bool) -> Result<u64, StoreError> {
+/// without, it leaves the work to that applier. Returns the rows merged,
+/// and adds them to `dequeued`.
+async fn apply_queue(pool: &Pool, wait: bool, dequeued: &AtomicU64) -> Result<u64, StoreError> {
     let mut merged = 0u64;
     loop {
         let mut client = get_client(pool).await?;
@@ -992,11 +1008,32 @@ async fn apply_queue(pool: &Pool, wait: bool) -> Result<u64, StoreError> {
         merge_cells(&tx, deltas).await?;
         tx.commit().await.map_err(db_error)?;
         merged += rows.len() as u64;
+        dequeued.fetch_add(rows.len() as u64, Ordering::Relaxed);
     }
 }
 
-/// Keeps the queue short so that readers rarely have work to do.
-async fn background_applier(pool: Pool, stop: tokio_util::sync::CancellationToken) {
+/// Dead rows in the queue table, as of the server's cumulative statistics.
+async fn queue_dead_rows(pool: &Pool) -> Result<i64, StoreError> {
+    let client = get_client(pool).await?;
+    Ok(client
+        .query_opt(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'rollup_queue'::regclass",
+            &[],
+        )
+        .await
+        .map_err(db_error)?
+        .map_or(0, |row| row.get(0)))
+}
+
+/// Keeps the queue short so that readers rarely have work to do, and its
+/// table free of dead rows: every reader on the primary scans it, and a
+/// deployment cannot be assumed to run autovacuum often enough (or at all).
+async fn background_applier(
+    pool: Pool,
+    dequeued: Arc<AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut last_vacuum = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -1004,12 +1041,35 @@ async fn background_applier(pool: Pool, stop: tokio_util::sync::CancellationToke
         }
         match queue_pending(&pool).await {
             Ok(true) => {
-                if let Err(error) = apply_queue(&pool, false).await {
+                if let Err(error) = apply_queue(&pool, false, &dequeued).await {
                     tracing::warn!(%error, "rollup queue not applied; will retry");
                 }
             }
             Ok(false) => {}
             Err(error) => tracing::debug!(%error, "rollup queue not reachable"),
+        }
+        if last_vacuum.elapsed() < QUEUE_VACUUM_INTERVAL {
+            continue;
+        }
+        last_vacuum = std::time::Instant::now();
+        let deleted = dequeued.swap(0, Ordering::Relaxed);
+        // Rows deleted while any transaction in the database was older
+        // cannot be removed yet: the statistics say they remain, and a
+        // later round removes them.
+        if deleted > 0 || queue_dead_rows(&pool).await.unwrap_or(0) > 0 {
+            // Outside a transaction (VACUUM cannot run in one); SKIP_LOCKED:
+            // another instance vacuuming it now does the same work.
+            let vacuumed = match get_client(&pool).await {
+                Ok(client) => client
+                    .batch_execute("VACUUM (SKIP_LOCKED) rollup_queue")
+                    .await
+                    .map_err(db_error),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = vacuumed {
+                dequeued.fetch_add(deleted, Ordering::Relaxed);
+                tracing::warn!(%error, "rollup queue not vacuumed; will retry");
+            }
         }
     }
 }
@@ -1314,7 +1374,7 @@ impl Store for PostgresStore {
         // Everything acknowledged before this read is in the answer (on the
         // primary; a replica cannot write, and trails by design).
         if self.read_pool.is_none() && queue_pending(&self.pool).await? {
-            apply_queue(&self.pool, true).await?;
+            apply_queue(&self.pool, true, &self.dequeued).await?;
         }
         let versions = self.month_versions(&months).await?;
         if let Some((at, cells)) = self.cache.lock().expect("cache lock").get(&query) {
@@ -1465,6 +1525,8 @@ impl Store for PostgresStore {
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         self.cache.lock().expect("cache lock").clear();
+        // Every result row and cell was rewritten.
+        self.after_bulk_load().await?;
         Ok(report)
     }
 
@@ -1946,6 +2008,33 @@ impl Store for PostgresStore {
                 sha256: r.get(6),
             })
             .collect())
+    }
+
+    async fn after_bulk_load(&self) -> Result<(), StoreError> {
+        apply_queue(&self.pool, true, &self.dequeued).await?;
+        let client = self.client().await?;
+        let tables: Vec<String> = client
+            .query(
+                "SELECT quote_ident(relname) FROM pg_class
+                 WHERE relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+                   AND relkind IN ('r', 'p') AND NOT relispartition
+                 ORDER BY relname",
+                &[],
+            )
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if tables.is_empty() {
+            return Ok(());
+        }
+        // Only this schema's tables (a bare VACUUM would do the whole
+        // database); a partitioned table's partitions are included.
+        client
+            .batch_execute(&format!("VACUUM (ANALYZE) {}", tables.join(", ")))
+            .await
+            .map_err(db_error)
     }
 
     fn shared(&self) -> bool {
