@@ -134,21 +134,7 @@ fn answers(url: &str, month: Month) -> Vec<String> {
         format!("/api/v1/stats/children?level=province&code=01&period={month}&access=fixed"),
         format!("/api/v1/stats/timeseries?level=nation&period={month}"),
     ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    questions
-        .iter()
-        .map(|q| {
-            let (status, body) = runtime
-                .block_on(common::request(url, "GET", q, &[], Vec::new()))
-                .unwrap();
-            let body = String::from_utf8(body).unwrap();
-            assert_eq!(status, 200, "{q}: {body}");
-            body
-        })
-        .collect()
+    common::get_all(url, &questions, &[])
 }
 
 #[test]

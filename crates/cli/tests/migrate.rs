@@ -51,27 +51,7 @@ fn answers(url: &str, admin_token: &str) -> Vec<String> {
         "/api/v1/admin/users",
     ];
     let bearer = format!("Bearer {admin_token}");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    questions
-        .iter()
-        .map(|q| {
-            let (status, body) = runtime
-                .block_on(common::request(
-                    url,
-                    "GET",
-                    q,
-                    &[("authorization", &bearer)],
-                    Vec::new(),
-                ))
-                .unwrap();
-            let body = String::from_utf8(body).unwrap();
-            assert_eq!(status, 200, "{q}: {body}");
-            body
-        })
-        .collect()
+    common::get_all(url, &questions, &[("authorization", &bearer)])
 }
 
 #[test]

@@ -81,6 +81,27 @@ pub fn spawn(args: &[&str], port: u16) -> Process {
     process
 }
 
+/// Each question's `200` body, fetched in order (blocking; for comparing
+/// what two servers answer).
+pub fn get_all<Q: AsRef<str>>(url: &str, questions: &[Q], headers: &[(&str, &str)]) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    questions
+        .iter()
+        .map(|q| {
+            let q = q.as_ref();
+            let (status, body) = runtime
+                .block_on(request(url, "GET", q, headers, Vec::new()))
+                .unwrap();
+            let body = String::from_utf8(body).unwrap();
+            assert_eq!(status, 200, "{q}: {body}");
+            body
+        })
+        .collect()
+}
+
 /// One HTTP/1.1 request on a fresh connection: (status, body).
 pub async fn request(
     url: &str,

@@ -856,6 +856,22 @@ struct KeyArrays {
 }
 
 impl KeyArrays {
+    /// The key columns as parameters `$1`…`$8`, then `rest` from `$9` on.
+    fn params<'a>(&'a self, rest: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.grain,
+            &self.period,
+            &self.level,
+            &self.parent,
+            &self.code,
+            &self.isp,
+            &self.access,
+            &self.ip_version,
+        ];
+        params.extend_from_slice(rest);
+        params
+    }
+
     fn of<'a>(keys: impl Iterator<Item = &'a CellKey>) -> KeyArrays {
         let mut a = KeyArrays {
             grain: vec![],
@@ -1098,20 +1114,7 @@ async fn merge_cells(
               AS k(grain, period, level, parent, code, isp, access, ip_version)
          ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
          ON CONFLICT DO NOTHING",
-        &[
-            &keys.grain,
-            &keys.period,
-            &keys.level,
-            &keys.parent,
-            &keys.code,
-            &keys.isp,
-            &keys.access,
-            &keys.ip_version,
-            &empty[0],
-            &empty[1],
-            &empty[2],
-            &empty[3],
-        ],
+        &keys.params(&[&empty[0], &empty[1], &empty[2], &empty[3]]),
     )
     .await
     .map_err(db_error)?;
@@ -1126,16 +1129,7 @@ async fn merge_cells(
                USING (grain, period, level, parent, code, isp, access, ip_version)
              ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
              FOR UPDATE OF c",
-            &[
-                &keys.grain,
-                &keys.period,
-                &keys.level,
-                &keys.parent,
-                &keys.code,
-                &keys.isp,
-                &keys.access,
-                &keys.ip_version,
-            ],
+            &keys.params(&[]),
         )
         .await
         .map_err(db_error)?;
@@ -1189,21 +1183,7 @@ async fn merge_cells(
                    upload, latency, devices)
          WHERE (c.grain, c.period, c.level, c.parent, c.code, c.isp, c.access, c.ip_version)
              = (v.grain, v.period, v.level, v.parent, v.code, v.isp, v.access, v.ip_version)",
-        &[
-            &keys.grain,
-            &keys.period,
-            &keys.level,
-            &keys.parent,
-            &keys.code,
-            &keys.isp,
-            &keys.access,
-            &keys.ip_version,
-            &n,
-            &blobs[0],
-            &blobs[1],
-            &blobs[2],
-            &blobs[3],
-        ],
+        &keys.params(&[&n, &blobs[0], &blobs[1], &blobs[2], &blobs[3]]),
     )
     .await
     .map_err(db_error)?;
@@ -1251,21 +1231,7 @@ async fn write_cells(
              ON CONFLICT (grain, period, level, parent, code, isp, access, ip_version)
              DO UPDATE SET n = excluded.n, download = excluded.download,
                  upload = excluded.upload, latency = excluded.latency, devices = excluded.devices",
-            &[
-                &keys.grain,
-                &keys.period,
-                &keys.level,
-                &keys.parent,
-                &keys.code,
-                &keys.isp,
-                &keys.access,
-                &keys.ip_version,
-                &n,
-                &blobs[0],
-                &blobs[1],
-                &blobs[2],
-                &blobs[3],
-            ],
+            &keys.params(&[&n, &blobs[0], &blobs[1], &blobs[2], &blobs[3]]),
         )
         .await
         .map_err(db_error)?;
