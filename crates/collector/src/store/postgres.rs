@@ -1239,6 +1239,15 @@ async fn write_cells(
     Ok(count)
 }
 
+/// (source, results, counted) as selected by the source-count queries.
+fn source_count_from_row(row: &Row) -> SourceCount {
+    SourceCount {
+        source: row.get(0),
+        results: row.get::<_, i64>(1) as u64,
+        counted: row.get::<_, i64>(2) as u64,
+    }
+}
+
 fn user_from_row(row: &Row) -> User {
     let role: String = row.get(3);
     User {
@@ -1602,11 +1611,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?
             .iter()
-            .map(|r| SourceCount {
-                source: r.get(0),
-                results: r.get::<_, i64>(1) as u64,
-                counted: r.get::<_, i64>(2) as u64,
-            })
+            .map(source_count_from_row)
             .collect())
     }
 
@@ -1945,11 +1950,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?
             .iter()
-            .map(|r| SourceCount {
-                source: r.get(0),
-                results: r.get::<_, i64>(1) as u64,
-                counted: r.get::<_, i64>(2) as u64,
-            })
+            .map(source_count_from_row)
             .collect())
     }
 
