@@ -62,7 +62,7 @@ async fn serve(dir: &std::path::Path) -> Serve {
     }
 }
 
-/// A raw request returning status, headers and body (cookies matter here).
+/// A request returning status, headers and body (cookies matter here).
 async fn call(
     url: &str,
     method: &str,
@@ -70,36 +70,10 @@ async fn call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
-    use http_body_util::{BodyExt, Full};
-    let authority = url.trim_start_matches("http://");
-    let stream = tokio::net::TcpStream::connect(authority).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    let (status, headers, body) =
+        common::request_with_headers(url, method, path, headers, body.as_bytes().to_vec())
             .await
             .unwrap();
-    tokio::spawn(connection);
-    let mut builder = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", authority);
-    for (k, v) in headers {
-        builder = builder.header(*k, *v);
-    }
-    let response = sender
-        .send_request(
-            builder
-                .body(Full::new(bytes::Bytes::from(body.to_owned())))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 

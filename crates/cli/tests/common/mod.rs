@@ -102,7 +102,7 @@ pub fn get_all<Q: AsRef<str>>(url: &str, questions: &[Q], headers: &[(&str, &str
         .collect()
 }
 
-/// One HTTP/1.1 request on a fresh connection: (status, body).
+/// One request as a JSON API client sends it; (status, body).
 pub async fn request(
     url: &str,
     method: &str,
@@ -110,6 +110,20 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let (status, _, body) = request_with_headers(url, method, path, &all, body).await?;
+    Ok((status, body))
+}
+
+/// One request with exactly `headers`; (status, response headers, body).
+pub async fn request_with_headers(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
     let authority = url.trim_start_matches("http://").trim_end_matches('/');
     let stream = tokio::net::TcpStream::connect(authority).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -119,8 +133,7 @@ pub async fn request(
     let mut builder = http::Request::builder()
         .method(method)
         .uri(path)
-        .header("host", authority)
-        .header("content-type", "application/json");
+        .header("host", authority);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
@@ -129,13 +142,18 @@ pub async fn request(
         .await
         .map_err(std::io::Error::other)?;
     let status = response.status().as_u16();
+    let response_headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
     let bytes = response
         .into_body()
         .collect()
         .await
         .map_err(std::io::Error::other)?
         .to_bytes();
-    Ok((status, bytes.to_vec()))
+    Ok((status, response_headers, bytes.to_vec()))
 }
 
 /// A PostgreSQL schema of its own on the server `ISPEED_TEST_POSTGRES`
