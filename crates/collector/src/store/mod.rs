@@ -6,7 +6,8 @@
 pub mod postgres;
 pub mod sqlite;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ispeed_analytics::Level;
@@ -528,4 +529,74 @@ pub(crate) fn decode_cells(
         }
         Ok(out)
     })
+}
+
+/// Decoded cells shared between the query cache and its callers.
+pub type SharedCells = Arc<Vec<(CellKey, Cell)>>;
+
+/// Most decoded cells a store's query cache holds before it starts over.
+const CELL_QUERY_CACHE_LIMIT: usize = 300_000;
+
+/// The months a cell query reads.
+pub(crate) fn query_months(query: &CellQuery) -> Vec<i32> {
+    query
+        .periods
+        .iter()
+        .map(|&p| match query.grain {
+            Grain::Day => crate::period::Month::of_day(p).0,
+            Grain::Month => p,
+        })
+        .collect()
+}
+
+/// Decoded answers of recent cell queries, each with the versions (`V`,
+/// whatever the store's write counter is) of the months it read. Months
+/// that are closed (nobody tests in the past) stay valid for good; the
+/// current month's entries go stale with each commit.
+pub(crate) struct CellQueryCache<V> {
+    inner: Mutex<CacheEntries<V>>,
+}
+
+struct CacheEntries<V> {
+    entries: HashMap<CellQuery, (V, SharedCells)>,
+    /// Cells held by `entries`, counted for the limit.
+    cells: usize,
+}
+
+impl<V: PartialEq> CellQueryCache<V> {
+    pub(crate) fn new() -> Self {
+        CellQueryCache {
+            inner: Mutex::new(CacheEntries {
+                entries: HashMap::new(),
+                cells: 0,
+            }),
+        }
+    }
+
+    /// The cached answer, if it was read at exactly `versions`.
+    pub(crate) fn get(&self, query: &CellQuery, versions: &V) -> Option<SharedCells> {
+        let inner = self.inner.lock().expect("cache lock");
+        match inner.entries.get(query) {
+            Some((at, cells)) if at == versions => Some(cells.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn insert(&self, query: CellQuery, versions: V, cells: SharedCells) {
+        let mut inner = self.inner.lock().expect("cache lock");
+        if inner.cells + cells.len() > CELL_QUERY_CACHE_LIMIT {
+            inner.entries.clear();
+            inner.cells = 0;
+        }
+        inner.cells += cells.len();
+        if let Some((_, old)) = inner.entries.insert(query, (versions, cells)) {
+            inner.cells -= old.len();
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        let mut inner = self.inner.lock().expect("cache lock");
+        inner.entries.clear();
+        inner.cells = 0;
+    }
 }

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,9 +39,9 @@ use tokio_postgres::{NoTls, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    corrupt, decode_cells, from_json, json, parse_access_kind, place_source_str, status_str,
-    CellQuery, CountedValues, ExportRow, InsertOutcome, NewResult, RebuildReport, SourceCount,
-    Store, StoreError, StoredRow, StoredUnitVersion, TestPointRecord,
+    corrupt, decode_cells, from_json, json, parse_access_kind, place_source_str, query_months,
+    status_str, CellQuery, CellQueryCache, CountedValues, ExportRow, InsertOutcome, NewResult,
+    RebuildReport, SourceCount, Store, StoreError, StoredRow, StoredUnitVersion, TestPointRecord,
 };
 use crate::accounts::{ApiTokenRecord, AuditEntry, Role, SessionRecord, User};
 use crate::campaigns::Campaign;
@@ -73,8 +73,6 @@ const QUEUE_VACUUM_INTERVAL: Duration = Duration::from_secs(1);
 const APPLY_INTERVAL: Duration = Duration::from_millis(250);
 /// Connections per instance.
 const POOL_SIZE: usize = 16;
-/// Cached cell answers kept at most (cells), then dropped.
-const CACHE_LIMIT: usize = 300_000;
 
 /// Tuning of the PostgreSQL store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +83,6 @@ pub struct PostgresOptions {
 }
 
 /// Cells as read, with the versions of the months they were read at.
-type CachedCells = (Vec<(i32, i64)>, Arc<Vec<(CellKey, Cell)>>);
 /// A cell's key columns as stored.
 type KeyColumns = (i16, i32, i16, String, String, String, String, i16);
 
@@ -100,8 +97,7 @@ pub struct PostgresStore {
     schema: Option<String>,
     options: PostgresOptions,
     batches: mpsc::UnboundedSender<(Vec<NewResult>, Reply<Vec<InsertOutcome>>)>,
-    cache: Mutex<HashMap<CellQuery, CachedCells>>,
-    cached_cells: Mutex<usize>,
+    cache: CellQueryCache<Vec<(i32, i64)>>,
     /// Queue rows this instance deleted since its applier last vacuumed
     /// the queue.
     dequeued: Arc<AtomicU64>,
@@ -179,8 +175,7 @@ impl PostgresStore {
             pool,
             options,
             batches: sender,
-            cache: Mutex::new(HashMap::new()),
-            cached_cells: Mutex::new(0),
+            cache: CellQueryCache::new(),
         })
     }
 
@@ -1340,10 +1335,7 @@ impl Store for PostgresStore {
     }
 
     async fn cells(&self, query: CellQuery) -> Result<Arc<Vec<(CellKey, Cell)>>, StoreError> {
-        let mut months: Vec<i32> = match query.grain {
-            Grain::Month => query.periods.clone(),
-            Grain::Day => query.periods.iter().map(|d| Month::of_day(*d).0).collect(),
-        };
+        let mut months = query_months(&query);
         months.sort_unstable();
         months.dedup();
         // Everything acknowledged before this read is in the answer (on the
@@ -1352,20 +1344,11 @@ impl Store for PostgresStore {
             apply_queue(&self.pool, true, &self.dequeued).await?;
         }
         let versions = self.month_versions(&months).await?;
-        if let Some((at, cells)) = self.cache.lock().expect("cache lock").get(&query) {
-            if *at == versions {
-                return Ok(cells.clone());
-            }
+        if let Some(cells) = self.cache.get(&query, &versions) {
+            return Ok(cells);
         }
         let cells = Arc::new(self.read_cells(&query).await?);
-        let mut cache = self.cache.lock().expect("cache lock");
-        let mut size = self.cached_cells.lock().expect("cache size lock");
-        if *size + cells.len() > CACHE_LIMIT {
-            cache.clear();
-            *size = 0;
-        }
-        *size += cells.len();
-        cache.insert(query, (versions, cells.clone()));
+        self.cache.insert(query, versions, cells.clone());
         Ok(cells)
     }
 
@@ -1499,7 +1482,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
-        self.cache.lock().expect("cache lock").clear();
+        self.cache.clear();
         // Every result row and cell was rewritten.
         self.after_bulk_load().await?;
         Ok(report)

@@ -24,9 +24,9 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    corrupt, decode_cells, from_json, json, parse_access_kind, place_source_str, status_str,
-    CellQuery, CountedValues, ExportRow, InsertOutcome, NewResult, RebuildReport, SourceCount,
-    Store, StoreError, StoredRow, StoredUnitVersion, TestPointRecord,
+    corrupt, decode_cells, from_json, json, parse_access_kind, place_source_str, query_months,
+    status_str, CellQuery, CellQueryCache, CountedValues, ExportRow, InsertOutcome, NewResult,
+    RebuildReport, SourceCount, Store, StoreError, StoredRow, StoredUnitVersion, TestPointRecord,
 };
 use crate::accounts::{ApiTokenRecord, AuditEntry, Role, SessionRecord, User};
 use crate::campaigns::Campaign;
@@ -118,33 +118,6 @@ impl MonthVersions {
     }
 }
 
-/// Decoded answers of recent cell queries, with the versions they were read
-/// at. Months that are closed (nobody tests in the past) stay valid for
-/// good; the current month's entries go stale with each commit.
-#[derive(Default)]
-struct CellCache {
-    /// Query → (versions read at, cells).
-    entries: HashMap<CellQuery, (Vec<u64>, SharedCells)>,
-    cells: usize,
-}
-
-type SharedCells = Arc<Vec<(CellKey, Cell)>>;
-
-/// Most decoded cells the query cache holds before it starts over.
-const CELL_QUERY_CACHE_LIMIT: usize = 300_000;
-
-/// The months a cell query reads.
-fn query_months(query: &CellQuery) -> Vec<i32> {
-    query
-        .periods
-        .iter()
-        .map(|&p| match query.grain {
-            Grain::Day => Month::of_day(p).0,
-            Grain::Month => p,
-        })
-        .collect()
-}
-
 enum Job {
     Insert(Vec<NewResult>, Reply<Vec<InsertOutcome>>),
     Rebuild(Reply<RebuildReport>),
@@ -160,7 +133,7 @@ pub struct SqliteStore {
     /// cache assume no other process writes the file.
     _lock: std::fs::File,
     versions: Arc<MonthVersions>,
-    cache: Mutex<CellCache>,
+    cache: CellQueryCache<Vec<u64>>,
     read_permits: tokio::sync::Semaphore,
     /// Dropping it stops the checkpoint thread.
     _checkpointer: mpsc::Sender<()>,
@@ -206,7 +179,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             _lock: lock,
             versions,
-            cache: Mutex::default(),
+            cache: CellQueryCache::new(),
             read_permits: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
             _checkpointer: checkpointer,
             jobs: Mutex::new(sender),
@@ -1236,21 +1209,11 @@ impl Store for SqliteStore {
         // Versions first: a commit landing during the read makes the entry
         // stale rather than letting it hide the commit.
         let versions = self.versions.snapshot(query_months(&query).into_iter());
-        if let Some((at, cells)) = self.cache.lock().expect("cache lock").entries.get(&query) {
-            if *at == versions {
-                return Ok(cells.clone());
-            }
+        if let Some(cells) = self.cache.get(&query, &versions) {
+            return Ok(cells);
         }
         let cells = Arc::new(self.read_cells(query.clone()).await?);
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.cells + cells.len() > CELL_QUERY_CACHE_LIMIT {
-            cache.entries.clear();
-            cache.cells = 0;
-        }
-        cache.cells += cells.len();
-        if let Some((_, old)) = cache.entries.insert(query, (versions, cells.clone())) {
-            cache.cells -= old.len();
-        }
+        self.cache.insert(query, versions, cells.clone());
         Ok(cells)
     }
 
