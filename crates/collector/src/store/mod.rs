@@ -593,10 +593,4 @@ impl<V: PartialEq> CellQueryCache<V> {
             inner.cells -= old.len();
         }
     }
-
-    pub(crate) fn clear(&self) {
-        let mut inner = self.inner.lock().expect("cache lock");
-        inner.entries.clear();
-        inner.cells = 0;
-    }
 }

@@ -1182,15 +1182,25 @@ async fn merge_cells(
     )
     .await
     .map_err(db_error)?;
-    let mut months: Vec<i32> = deltas
-        .iter()
-        .map(|(k, _)| match k.grain {
+    bump_month_versions(tx, &months_of(deltas.iter().map(|(k, _)| k))).await
+}
+
+/// The months that cells with these keys belong to, sorted, once each.
+fn months_of<'a>(keys: impl Iterator<Item = &'a CellKey>) -> Vec<i32> {
+    let mut months: Vec<i32> = keys
+        .map(|k| match k.grain {
             Grain::Month => k.period,
             Grain::Day => Month::of_day(k.period).0,
         })
         .collect();
     months.sort_unstable();
     months.dedup();
+    months
+}
+
+/// Bumps (or starts) the versions of `months`: every instance's cached
+/// answers that read them are stale from this transaction's commit on.
+async fn bump_month_versions(tx: &Transaction<'_>, months: &[i32]) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO month_versions (month, version) SELECT m, 1 FROM UNNEST($1::int[]) AS m
          ON CONFLICT (month) DO UPDATE SET version = month_versions.version + 1",
@@ -1457,6 +1467,7 @@ impl Store for PostgresStore {
                 cells.entry(key).or_default().add(&contribution);
             }
         }
+        let written = months_of(cells.keys());
         report.cells = write_cells(&tx, cells).await?;
         let devices: Vec<Vec<u8>> = device_counts.keys().map(|(d, _)| d.clone()).collect();
         let days: Vec<i32> = device_counts.keys().map(|(_, d)| *d).collect();
@@ -1478,11 +1489,17 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(db_error)?;
-        tx.execute("UPDATE month_versions SET version = version + 1", &[])
-            .await
-            .map_err(db_error)?;
+        // Every month that had cells and every month that has them now,
+        // once each: the versions alone make every instance's cache stale
+        // (a migrated store has no version rows until this rebuild).
+        tx.execute(
+            "UPDATE month_versions SET version = version + 1 WHERE month <> ALL($1)",
+            &[&written],
+        )
+        .await
+        .map_err(db_error)?;
+        bump_month_versions(&tx, &written).await?;
         tx.commit().await.map_err(db_error)?;
-        self.cache.clear();
         // Every result row and cell was rewritten.
         self.after_bulk_load().await?;
         Ok(report)
