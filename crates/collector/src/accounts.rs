@@ -224,11 +224,13 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 
 /// Constant-time equality of two short strings (CSRF tokens).
 pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// Constant-time equality of two byte strings (of public lengths): every
+/// byte is compared whatever the first difference.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -793,3 +793,20 @@ async fn revoke_token(
         Err(error) => ApiFailure::from(error).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_bearer_authorization_carries_a_token() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            bearer(&headers).map(str::to_owned)
+        };
+        assert_eq!(with("Bearer s3cret").as_deref(), Some("s3cret"));
+        assert_eq!(with("Basic s3cret"), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+}
