@@ -13,6 +13,7 @@ use crate::error::ApiFailure;
 use crate::period::Month;
 use crate::state::CollectorState;
 use crate::stats::{StatsRow, ALL_ISPS};
+use crate::web::{all_row, isp_name};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,11 +80,6 @@ fn with_access(mut p: StatsParams, access: &str) -> StatsParams {
 fn with_ip6(mut p: StatsParams) -> StatsParams {
     p.ip = Some("6".to_owned());
     p
-}
-
-/// The all-ISP row of a unit (the first row).
-fn all_row(rows: &[StatsRow]) -> Option<&StatsRow> {
-    rows.iter().find(|r| r.isp == ALL_ISPS)
 }
 
 fn n_of(rows: &[StatsRow]) -> u64 {
@@ -218,13 +214,7 @@ impl ChildTables {
             .map(|r| IspRow {
                 unit_code: code.to_owned(),
                 isp: r.isp.clone(),
-                isp_name: state
-                    .enricher
-                    .isps
-                    .isps()
-                    .iter()
-                    .find(|i| i.id == r.isp)
-                    .map_or_else(|| r.isp.clone(), |i| i.name.clone()),
+                isp_name: isp_name(state, &r.isp),
                 n: r.n,
                 download_mbps: r.download_mbps.median,
                 upload_mbps: r.upload_mbps.median,

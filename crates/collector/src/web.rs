@@ -425,11 +425,13 @@ impl Filters {
     }
 }
 
-fn all_row(rows: &[StatsRow]) -> Option<&StatsRow> {
+/// The all-ISP row of a unit's rows.
+pub(crate) fn all_row(rows: &[StatsRow]) -> Option<&StatsRow> {
     rows.iter().find(|r| r.isp == ALL_ISPS)
 }
 
-fn isp_name(state: &CollectorState, id: &str) -> String {
+/// An ISP's display name (its id when unknown).
+pub(crate) fn isp_name(state: &CollectorState, id: &str) -> String {
     state
         .enricher
         .isps
