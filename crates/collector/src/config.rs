@@ -86,6 +86,18 @@ pub enum StoreLocation {
     Postgres { url: String, schema: Option<String> },
 }
 
+/// A PostgreSQL schema name that needs no quoting (it is written into SQL
+/// and `search_path` as is): lower-case letters, digits and `_`, not
+/// starting with a digit, at most 63 bytes.
+pub fn valid_schema_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
 impl StoreLocation {
     /// `sqlite:DIR`, `postgres://...` or `postgresql://...`; a `schema=NAME`
     /// query parameter selects the schema (created if missing).
@@ -114,13 +126,7 @@ impl StoreLocation {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.strip_prefix("schema=") {
                 Some(name) => {
-                    let ok = !name.is_empty()
-                        && name.len() <= 63
-                        && name
-                            .bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                        && !name.as_bytes()[0].is_ascii_digit();
-                    if !ok {
+                    if !valid_schema_name(name) {
                         return Err(invalid(format!(
                             "schema {name:?}: use lower-case letters, digits and _"
                         )));

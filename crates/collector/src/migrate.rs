@@ -42,10 +42,7 @@ pub enum MigrateError {
 }
 
 fn target(error: tokio_postgres::Error) -> MigrateError {
-    match error.as_db_error() {
-        Some(db) => MigrateError::Target(format!("{} ({})", db.message(), db.code().code())),
-        None => MigrateError::Target(error.to_string()),
-    }
+    MigrateError::Target(crate::store::postgres::error_text(&error))
 }
 
 /// What was copied and checked.
@@ -366,7 +363,7 @@ pub async fn sqlite_to_postgres(
         },
     )
     .await?;
-    let mut client = destination.raw_client().await?;
+    let mut client = destination.client().await?;
     let tx = client.transaction().await.map_err(target)?;
     for table in [
         "result_ids",
@@ -395,18 +392,10 @@ pub async fn sqlite_to_postgres(
             .await
             .map_err(|e| MigrateError::Target(e.to_string()))??
     };
-    for month in months.keys() {
-        let m = Month(*month);
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS results_{:04}_{:02} PARTITION OF results
-             FOR VALUES FROM ({}) TO ({})",
-            m.year(),
-            m.month(),
-            m.first_day(),
-            Month(month + 1).first_day()
-        ))
-        .await
-        .map_err(target)?;
+    for &month in months.keys() {
+        tx.batch_execute(&crate::store::postgres::create_partition_sql(month))
+            .await
+            .map_err(target)?;
     }
     let (sender, mut receiver) = mpsc::channel(4);
     let dir = sqlite_dir.to_owned();
@@ -444,7 +433,7 @@ pub async fn sqlite_to_postgres(
     // ---- verification ----------------------------------------------------------
     let verify_started = Instant::now();
     let target_months: BTreeMap<i32, (i64, i64)> = {
-        let client = destination.raw_client().await?;
+        let client = destination.client().await?;
         let mut out: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
         for row in client
             .query(
@@ -478,7 +467,7 @@ pub async fn sqlite_to_postgres(
     let expected = tokio::task::spawn_blocking(move || source_cells(&dir))
         .await
         .map_err(|e| MigrateError::Target(e.to_string()))??;
-    let client = destination.raw_client().await?;
+    let client = destination.client().await?;
     let rows = client
         .query(
             "SELECT grain, period, level, parent, code, isp, access, ip_version,

@@ -35,7 +35,7 @@ use ispeed_proto::results::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row, Transaction};
+use tokio_postgres::{GenericClient, NoTls, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
@@ -109,9 +109,14 @@ pub struct PostgresStore {
 const RETRYABLE: [&str; 2] = ["40001", "40P01"];
 
 fn db_error(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Database(error_text(&error))
+}
+
+/// The server's message and SQLSTATE (`… (23505)`), or the client's error.
+pub(crate) fn error_text(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
-        Some(db) => StoreError::Database(format!("{} ({})", db.message(), db.code().code())),
-        None => StoreError::Database(error.to_string()),
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
     }
 }
 
@@ -132,10 +137,7 @@ impl PostgresStore {
             .parse()
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
         if let Some(schema) = schema {
-            if !schema
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            {
+            if !crate::config::valid_schema_name(schema) {
                 return Err(StoreError::Open(format!("bad schema name {schema:?}")));
             }
             config.options(format!("-c search_path={schema}"));
@@ -179,10 +181,6 @@ impl PostgresStore {
         })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        get_client(&self.pool).await
-    }
-
     /// Sends statistics reads (cells and their month versions) to a read
     /// replica of this database. Checks that it holds this store's schema
     /// at this program's version.
@@ -195,11 +193,9 @@ impl PostgresStore {
         }
         let pool = build_pool(config)?;
         let client = get_client(&pool).await?;
-        let version = client
-            .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+        let version = schema_version(&**client)
             .await
-            .map_err(|e| StoreError::Open(format!("replica: {}", db_error(e))))?
-            .map(|r| String::from_utf8_lossy(&r.get::<_, Vec<u8>>(0)).into_owned());
+            .map_err(|e| StoreError::Open(format!("replica: {}", db_error(e))))?;
         if version.as_deref() != Some(MIGRATIONS.len().to_string().as_str()) {
             return Err(StoreError::Open(format!(
                 "the replica's schema is at version {version:?}, not {} (is it a replica of this database?)",
@@ -216,9 +212,10 @@ impl PostgresStore {
         self.read_pool.as_ref().unwrap_or(&self.pool)
     }
 
-    /// A pooled connection, for bulk work outside the [`Store`] trait
-    /// (`ispeed migrate`, benchmarks' reference queries).
-    pub async fn raw_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    /// A pooled connection to the primary: the store's own, and for bulk
+    /// work outside the [`Store`] trait (`ispeed migrate`, benchmarks'
+    /// reference queries).
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         get_client(&self.pool).await
     }
 
@@ -323,13 +320,10 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
         .map_err(db_error)?
         .get(0);
     let applied: usize = if exists {
-        tx.query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+        schema_version(&*tx)
             .await
             .map_err(db_error)?
-            .map(|r| {
-                let v: Vec<u8> = r.get(0);
-                String::from_utf8_lossy(&v).parse().unwrap_or(0)
-            })
+            .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     } else {
         0
@@ -351,6 +345,16 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)
+}
+
+/// The `schema_version` row of `meta`, as stored.
+async fn schema_version(
+    client: &impl GenericClient,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+        .await?
+        .map(|r| String::from_utf8_lossy(&r.get::<_, Vec<u8>>(0)).into_owned()))
 }
 
 /// Groups what arrives while a transaction commits into the next one.
@@ -434,17 +438,10 @@ async fn ensure_partitions(
     tx.execute(LOCK_SQL, &[&PARTITION_LOCK])
         .await
         .map_err(db_error)?;
-    for month in &missing {
-        let m = Month(*month);
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS results_{:04}_{:02} PARTITION OF results FOR VALUES FROM ({}) TO ({})",
-            m.year(),
-            m.month(),
-            m.first_day(),
-            Month(month + 1).first_day()
-        ))
-        .await
-        .map_err(db_error)?;
+    for &month in &missing {
+        tx.batch_execute(&create_partition_sql(month))
+            .await
+            .map_err(db_error)?;
     }
     tx.commit().await.map_err(db_error)?;
     known.extend(missing);
@@ -509,15 +506,29 @@ fn stored_from_row(row: &Row) -> Result<StoredRow, StoreError> {
     })
 }
 
-async fn stored(tx: &Transaction<'_>, id: Uuid) -> Result<Option<StoredRow>, StoreError> {
-    tx.query_opt(
-        &format!("SELECT {STORED_COLUMNS} FROM results WHERE result_id = $1"),
-        &[&id],
+async fn stored(client: &impl GenericClient, id: Uuid) -> Result<Option<StoredRow>, StoreError> {
+    client
+        .query_opt(
+            &format!("SELECT {STORED_COLUMNS} FROM results WHERE result_id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(db_error)?
+        .map(|row| stored_from_row(&row))
+        .transpose()
+}
+
+/// The DDL of `month`'s partition of `results` (a no-op if it exists).
+pub(crate) fn create_partition_sql(month: i32) -> String {
+    let m = Month(month);
+    format!(
+        "CREATE TABLE IF NOT EXISTS results_{:04}_{:02} PARTITION OF results
+         FOR VALUES FROM ({}) TO ({})",
+        m.year(),
+        m.month(),
+        m.first_day(),
+        Month(month + 1).first_day()
     )
-    .await
-    .map_err(db_error)?
-    .map(|row| stored_from_row(&row))
-    .transpose()
 }
 
 /// One transaction's worth of results, in ingest order.
@@ -1332,16 +1343,7 @@ impl Store for PostgresStore {
     }
 
     async fn get(&self, result_id: Uuid) -> Result<Option<StoredRow>, StoreError> {
-        let client = self.client().await?;
-        client
-            .query_opt(
-                &format!("SELECT {STORED_COLUMNS} FROM results WHERE result_id = $1"),
-                &[&result_id],
-            )
-            .await
-            .map_err(db_error)?
-            .map(|row| stored_from_row(&row))
-            .transpose()
+        stored(&**self.client().await?, result_id).await
     }
 
     async fn cells(&self, query: CellQuery) -> Result<Arc<Vec<(CellKey, Cell)>>, StoreError> {
