@@ -990,10 +990,11 @@ async fn apply_queue(pool: &Pool, wait: bool, dequeued: &AtomicU64) -> Result<u6
         }
         let rows = tx
             .query(
-                "DELETE FROM rollup_queue WHERE id IN
-                     (SELECT id FROM rollup_queue ORDER BY id LIMIT $1)
-                 RETURNING day, province_code, ward_code, isp, access_kind, ip_version,
-                           device_hash, download_mbps, upload_mbps, latency_ms",
+                &format!(
+                    "DELETE FROM rollup_queue WHERE id IN
+                         (SELECT id FROM rollup_queue ORDER BY id LIMIT $1)
+                     RETURNING {CONTRIBUTION_COLUMNS}"
+                ),
                 &[&APPLY_BATCH],
             )
             .await
@@ -1003,26 +1004,7 @@ async fn apply_queue(pool: &Pool, wait: bool, dequeued: &AtomicU64) -> Result<u6
         }
         let mut deltas: HashMap<CellKey, Cell> = HashMap::new();
         for row in &rows {
-            let (province, ward, isp, access): (Option<String>, Option<String>, String, String) =
-                (row.get(1), row.get(2), row.get(3), row.get(4));
-            let device: Vec<u8> = row.get(6);
-            let contribution = Contribution {
-                day: row.get(0),
-                province_code: province.as_deref(),
-                ward_code: ward.as_deref(),
-                isp: &isp,
-                access: parse_access_kind(&access)?,
-                ip_version: row.get::<_, i16>(5) as u8,
-                device_hash: u64::from_le_bytes(
-                    device
-                        .get(..8)
-                        .and_then(|d| d.try_into().ok())
-                        .ok_or_else(|| corrupt("short device hash"))?,
-                ),
-                download_mbps: row.get(7),
-                upload_mbps: row.get(8),
-                latency_ms: row.get(9),
-            };
+            let contribution = contribution_from_row(row)?;
             for key in contribution.keys() {
                 deltas.entry(key).or_default().add(&contribution);
             }
@@ -1045,6 +1027,34 @@ async fn queue_dead_rows(pool: &Pool) -> Result<i64, StoreError> {
         .await
         .map_err(db_error)?
         .map_or(0, |row| row.get(0)))
+}
+
+/// The columns [`contribution_from_row`] reads, in its order; the queue
+/// and `results` both have them.
+const CONTRIBUTION_COLUMNS: &str = "day, province_code, ward_code, isp, access_kind, ip_version, \
+     device_hash, download_mbps, upload_mbps, latency_ms";
+
+/// A result's contribution to the cells, from a row that starts with
+/// [`CONTRIBUTION_COLUMNS`] (borrowing its strings).
+fn contribution_from_row(row: &Row) -> Result<Contribution<'_>, StoreError> {
+    let device: &[u8] = row.get(6);
+    Ok(Contribution {
+        day: row.get(0),
+        province_code: row.get(1),
+        ward_code: row.get(2),
+        isp: row.get(3),
+        access: parse_access_kind(row.get(4))?,
+        ip_version: row.get::<_, i16>(5) as u8,
+        device_hash: u64::from_le_bytes(
+            device
+                .get(..8)
+                .and_then(|d| d.try_into().ok())
+                .ok_or_else(|| corrupt("short device hash"))?,
+        ),
+        download_mbps: row.get(7),
+        upload_mbps: row.get(8),
+        latency_ms: row.get(9),
+    })
 }
 
 /// Keeps the queue short so that readers rarely have work to do, and its
@@ -1414,9 +1424,10 @@ impl Store for PostgresStore {
         // Streamed: the raw rows may not fit in memory.
         let rows = tx
             .query_raw(
-                "SELECT day, seq, device_hash, status, province_code, ward_code, isp, access_kind,
-                        ip_version, download_mbps, upload_mbps, latency_ms, counted
-                 FROM results ORDER BY day, seq",
+                &format!(
+                    "SELECT {CONTRIBUTION_COLUMNS}, seq, status, counted
+                          FROM results ORDER BY day, seq"
+                ),
                 std::iter::empty::<i32>(),
             )
             .await
@@ -1436,8 +1447,8 @@ impl Store for PostgresStore {
         {
             report.results += 1;
             let day: i32 = row.get(0);
-            let device: Vec<u8> = row.get(2);
-            let status: String = row.get(3);
+            let device: Vec<u8> = row.get(6);
+            let status: &str = row.get(11);
             let was: bool = row.get(12);
             let counted = status == "accepted" && {
                 let n = device_counts.entry((device.clone(), day)).or_insert(0);
@@ -1445,26 +1456,13 @@ impl Store for PostgresStore {
                 *n <= cap
             };
             if counted != was {
-                changed.push((day, row.get(1), counted));
+                changed.push((day, row.get(10), counted));
             }
             if !counted {
                 continue;
             }
             report.counted += 1;
-            let (province, ward, isp, access): (Option<String>, Option<String>, String, String) =
-                (row.get(4), row.get(5), row.get(6), row.get(7));
-            let contribution = Contribution {
-                day,
-                province_code: province.as_deref(),
-                ward_code: ward.as_deref(),
-                isp: &isp,
-                access: parse_access_kind(&access)?,
-                ip_version: row.get::<_, i16>(8) as u8,
-                device_hash: u64::from_le_bytes(device[..8].try_into().map_err(corrupt)?),
-                download_mbps: row.get(9),
-                upload_mbps: row.get(10),
-                latency_ms: row.get(11),
-            };
+            let contribution = contribution_from_row(&row)?;
             for key in contribution.keys() {
                 cells.entry(key).or_default().add(&contribution);
             }
