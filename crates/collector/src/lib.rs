@@ -60,23 +60,19 @@ pub struct ServeConfig {
 
 /// Opens the configured store: the embedded SQLite one or PostgreSQL.
 pub async fn open_store(config: &CollectorConfig) -> Result<Arc<dyn Store>, CollectorError> {
+    let options = store::StoreOptions {
+        heavy_tester_cap: config.heavy_tester_cap,
+        max_batch: config.max_batch,
+    };
     match &config.store {
         StoreLocation::Sqlite(dir) => {
             let dir: PathBuf = dir.clone();
-            let options = SqliteOptions {
-                heavy_tester_cap: config.heavy_tester_cap,
-                max_batch: config.max_batch,
-            };
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir, options))
                 .await
                 .map_err(|e| store::StoreError::Open(e.to_string()))??;
             Ok(Arc::new(store))
         }
         StoreLocation::Postgres { url, schema } => {
-            let options = PostgresOptions {
-                heavy_tester_cap: config.heavy_tester_cap,
-                max_batch: config.max_batch,
-            };
             let mut store = PostgresStore::open(url, schema.as_deref(), options).await?;
             if let Some(replica) = &config.store_replica {
                 store = store.with_read_replica(replica).await?;

@@ -359,7 +359,7 @@ pub async fn sqlite_to_postgres(
         schema,
         PostgresOptions {
             heavy_tester_cap,
-            max_batch: 2048,
+            ..PostgresOptions::default()
         },
     )
     .await?;

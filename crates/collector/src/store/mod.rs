@@ -531,6 +531,25 @@ pub(crate) fn decode_cells(
     })
 }
 
+/// Tuning shared by both stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// At most this many results per device per day count toward statistics.
+    pub heavy_tester_cap: u32,
+    /// Most results committed in one transaction. `1` disables group commit
+    /// (one transaction, one fsync per result): the naive baseline.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            heavy_tester_cap: 3,
+            max_batch: 2048,
+        }
+    }
+}
+
 /// Decoded cells shared between the query cache and its callers.
 pub type SharedCells = Arc<Vec<(CellKey, Cell)>>;
 

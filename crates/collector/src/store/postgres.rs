@@ -75,14 +75,8 @@ const APPLY_INTERVAL: Duration = Duration::from_millis(250);
 const POOL_SIZE: usize = 16;
 
 /// Tuning of the PostgreSQL store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PostgresOptions {
-    pub heavy_tester_cap: u32,
-    /// Results per transaction at most.
-    pub max_batch: usize,
-}
+pub type PostgresOptions = super::StoreOptions;
 
-/// Cells as read, with the versions of the months they were read at.
 /// A cell's key columns as stored.
 type KeyColumns = (i16, i32, i16, String, String, String, String, i16);
 

@@ -72,23 +72,7 @@ const READ_QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5
 const CELL_CACHE_LIMIT: usize = 200_000;
 
 /// Tuning of the embedded store.
-#[derive(Debug, Clone, Copy)]
-pub struct SqliteOptions {
-    /// At most this many results per device per day count toward statistics.
-    pub heavy_tester_cap: u32,
-    /// Most results committed in one transaction. `1` disables group commit
-    /// (one transaction, one fsync per result): the naive baseline.
-    pub max_batch: usize,
-}
-
-impl Default for SqliteOptions {
-    fn default() -> Self {
-        SqliteOptions {
-            heavy_tester_cap: 3,
-            max_batch: 2048,
-        }
-    }
-}
+pub type SqliteOptions = super::StoreOptions;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
