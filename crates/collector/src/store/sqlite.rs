@@ -975,6 +975,28 @@ const USER_COLUMNS: &str = "SELECT id, username, password_hash, role, province_c
 const TOKEN_COLUMNS: &str =
     "SELECT id, user_id, name, created_at_ms, revoked_at_ms FROM api_tokens";
 
+/// Every row of `sql` with `params`, mapped by `map` (the statement is
+/// cached on the connection).
+fn query_all<T>(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = connection.prepare_cached(sql).map_err(db_error)?;
+    let rows = statement.query_map(params, map).map_err(db_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+}
+
+/// (source, results, counted) as selected by the source-count queries.
+fn source_count_from_row(row: &Row<'_>) -> rusqlite::Result<SourceCount> {
+    Ok(SourceCount {
+        source: row.get(0)?,
+        results: row.get::<_, i64>(1)? as u64,
+        counted: row.get::<_, i64>(2)? as u64,
+    })
+}
+
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = row.get(3)?;
     Ok(User {
@@ -1168,23 +1190,14 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<SourceCount>, StoreError> {
         self.read(move |connection| {
-            let mut statement = connection
-                .prepare_cached(
-                    "SELECT source, count(*), sum(counted) FROM results
+            query_all(
+                connection,
+                "SELECT source, count(*), sum(counted) FROM results
                      WHERE source IS NOT NULL AND day BETWEEN ?1 AND ?2
                      GROUP BY source ORDER BY count(*) DESC, source LIMIT ?3",
-                )
-                .map_err(db_error)?;
-            let rows = statement
-                .query_map(params![first_day, last_day, limit], |row| {
-                    Ok(SourceCount {
-                        source: row.get(0)?,
-                        results: row.get::<_, i64>(1)? as u64,
-                        counted: row.get::<_, i64>(2)? as u64,
-                    })
-                })
-                .map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+                params![first_day, last_day, limit],
+                source_count_from_row,
+            )
         })
         .await
     }
@@ -1290,16 +1303,14 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ExportRow>, StoreError> {
         let province = province_code.to_owned();
         self.read(move |connection| {
-            let mut statement = connection
-                .prepare(
-                    "SELECT result_id, measured_at_ms, day, province_code, ward_code, place_source,
+            query_all(
+                connection,
+                "SELECT result_id, measured_at_ms, day, province_code, ward_code, place_source,
                         isp, access_kind, ip_version, download_mbps, upload_mbps, latency_ms,
                         status, counted, source, test_point_id
                      FROM results WHERE province_code = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY seq",
-                )
-                .map_err(db_error)?;
-            let rows = statement
-                .query_map(params![province, first_day, last_day], |row| {
+                params![province, first_day, last_day],
+                |row| {
                     Ok(ExportRow {
                         result_id: row.get(0)?,
                         measured_at_ms: row.get::<_, i64>(1)? as u64,
@@ -1318,9 +1329,8 @@ impl Store for SqliteStore {
                         source: row.get(14)?,
                         test_point_id: row.get(15)?,
                     })
-                })
-                .map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+                },
+            )
         })
         .await
     }
@@ -1358,11 +1368,12 @@ impl Store for SqliteStore {
 
     async fn users(&self) -> Result<Vec<User>, StoreError> {
         self.read(|c| {
-            let mut statement = c
-                .prepare(&format!("{USER_COLUMNS} ORDER BY username"))
-                .map_err(db_error)?;
-            let rows = statement.query_map([], user_from_row).map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+            query_all(
+                c,
+                &format!("{USER_COLUMNS} ORDER BY username"),
+                [],
+                user_from_row,
+            )
         })
         .await
     }
@@ -1481,13 +1492,12 @@ impl Store for SqliteStore {
 
     async fn api_tokens_of(&self, user_id: i64) -> Result<Vec<ApiTokenRecord>, StoreError> {
         self.read(move |c| {
-            let mut statement = c
-                .prepare(&format!("{TOKEN_COLUMNS} WHERE user_id = ?1 ORDER BY id"))
-                .map_err(db_error)?;
-            let rows = statement
-                .query_map(params![user_id], token_from_row)
-                .map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+            query_all(
+                c,
+                &format!("{TOKEN_COLUMNS} WHERE user_id = ?1 ORDER BY id"),
+                params![user_id],
+                token_from_row,
+            )
         })
         .await
     }
@@ -1575,39 +1585,28 @@ impl Store for SqliteStore {
     ) -> Result<Vec<SourceCount>, StoreError> {
         let (wards, tags) = (json(wards), json(tags));
         self.read(move |c| {
-            let mut statement = c
-                .prepare(
-                    "SELECT source, count(*), sum(counted) FROM results
+            query_all(
+                c,
+                "SELECT source, count(*), sum(counted) FROM results
                      WHERE day BETWEEN ?1 AND ?2
                        AND source IN (SELECT value FROM json_each(?4))
                        AND ward_code IN (SELECT value FROM json_each(?3))
                      GROUP BY source ORDER BY count(*) DESC, source",
-                )
-                .map_err(db_error)?;
-            let rows = statement
-                .query_map(params![first_day, last_day, wards, tags], |row| {
-                    Ok(SourceCount {
-                        source: row.get(0)?,
-                        results: row.get::<_, i64>(1)? as u64,
-                        counted: row.get::<_, i64>(2)? as u64,
-                    })
-                })
-                .map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+                params![first_day, last_day, wards, tags],
+                source_count_from_row,
+            )
         })
         .await
     }
 
     async fn unit_versions(&self) -> Result<Vec<StoredUnitVersion>, StoreError> {
         self.read(|c| {
-            let mut statement = c
-                .prepare(
-                    "SELECT effective_month, name, loaded_at_ms, provinces_csv, units_csv,
+            query_all(
+                c,
+                "SELECT effective_month, name, loaded_at_ms, provinces_csv, units_csv,
                         wards_geojson_gz, sha256 FROM unit_versions ORDER BY effective_month",
-                )
-                .map_err(db_error)?;
-            let rows = statement
-                .query_map([], |row| {
+                [],
+                |row| {
                     Ok(StoredUnitVersion {
                         effective_month: row.get(0)?,
                         name: row.get(1)?,
@@ -1617,9 +1616,8 @@ impl Store for SqliteStore {
                         wards_geojson_gz: row.get(5)?,
                         sha256: row.get(6)?,
                     })
-                })
-                .map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+                },
+            )
         })
         .await
     }
@@ -1649,13 +1647,12 @@ impl Store for SqliteStore {
 
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(move |c| {
-            let mut statement = c
-                .prepare(
-                    "SELECT at_ms, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT ?1",
-                )
-                .map_err(db_error)?;
-            let rows = statement
-                .query_map(params![limit], |row| {
+            query_all(
+                c,
+                "SELECT at_ms, actor, action, target, details FROM audit_log
+                 ORDER BY id DESC LIMIT ?1",
+                params![limit],
+                |row| {
                     Ok(AuditEntry {
                         at_ms: row.get::<_, i64>(0)? as u64,
                         actor: row.get(1)?,
@@ -1663,9 +1660,8 @@ impl Store for SqliteStore {
                         target: row.get(3)?,
                         details: row.get(4)?,
                     })
-                })
-                .map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+                },
+            )
         })
         .await
     }
