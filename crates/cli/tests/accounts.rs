@@ -405,6 +405,32 @@ async fn province_accounts_sessions_csrf_tokens_and_secrets() {
     .await;
     assert_eq!(status, 401);
 
+    // Disabling: the account answers disabled (again on a repeat), can no
+    // longer sign in, and an unknown name is 404.
+    for _ in 0..2 {
+        let (status, _, body) = call(
+            url,
+            "POST",
+            "/api/v1/admin/users/viewer-1/disable",
+            &[("authorization", &admin)],
+            "",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let view: Value = serde_json::from_str(&body).unwrap();
+        assert!(view["disabled_at_ms"].is_u64(), "{body}");
+    }
+    assert!(sign_in(url, "viewer-1", PASSWORD_VIEWER).await.is_none());
+    let (status, _, body) = call(
+        url,
+        "POST",
+        "/api/v1/admin/users/nobody/disable",
+        &[("authorization", &admin)],
+        "",
+    )
+    .await;
+    assert_eq!((status, code(&body).as_str()), (404, "not_found"), "{body}");
+
     // The audit log holds every change and sign-in, and no secret.
     let (status, _, audit) = call(
         url,
@@ -422,6 +448,7 @@ async fn province_accounts_sessions_csrf_tokens_and_secrets() {
         "export_results",
         "token_create",
         "token_revoke",
+        "user_disable",
     ] {
         assert!(
             audit.contains(&format!("\"action\":\"{action}\"")),

@@ -300,21 +300,14 @@ pub async fn disable_user(
     Path(username): Path<String>,
 ) -> Result<Json<UserView>, ApiFailure> {
     let actor = require_admin(&state, &headers, true).await?;
-    if !state.store.disable_user(&username, now_ms()).await? {
-        let exists = state.store.user_by_name(&username).await?.is_some();
-        if !exists {
-            return Err(ApiFailure::new(
-                ErrorCode::NotFound,
-                format!("no user {username:?}"),
-            ));
-        }
-    }
-    audit(&state, &actor.name, "user_disable", Some(&username), None).await;
+    // `false` means unknown or already disabled; the read tells which.
+    state.store.disable_user(&username, now_ms()).await?;
     let user = state
         .store
         .user_by_name(&username)
         .await?
         .ok_or_else(|| ApiFailure::new(ErrorCode::NotFound, format!("no user {username:?}")))?;
+    audit(&state, &actor.name, "user_disable", Some(&username), None).await;
     Ok(Json(UserView::from(&user)))
 }
 

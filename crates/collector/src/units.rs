@@ -72,7 +72,7 @@ pub async fn load(
         wards_geojson_gz: gz
             .finish()
             .map_err(|e| StoreError::Database(e.to_string()))?,
-        sha256: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        sha256: crate::admin::hex(&hash.finalize()),
     };
     if !store.add_unit_version(version.clone()).await? {
         return Err(LoadError::Exists(effective));

@@ -94,7 +94,7 @@ impl TestStore {
                     "t_{}_{}",
                     tag.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
                         .to_lowercase(),
-                    nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    hex(&nonce)
                 );
                 let sep = if base.contains('?') { '&' } else { '?' };
                 TestStore {
